@@ -1,0 +1,1 @@
+"""Agents for prompt-gym environments (installed as ``prompt_gym.agents``)."""

@@ -1,0 +1,1 @@
+"""APPO: PPO with an adaptive anchor (StablePrompt)."""

@@ -1,0 +1,248 @@
+"""The prompt-tuning environment."""
+
+from __future__ import annotations
+
+import string
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from prompt_gym.episode import Episode, EpisodeSampler, PromptJudge
+from prompt_gym.scoring import Scorer
+from prompt_gym.targets import Target, make_scorer, make_tokenizer
+from prompt_gym.tasks import Task, get_task
+
+PROMPT_CHARSET = string.printable
+"""Characters the text-mode action space samples from (any string is accepted as an action)."""
+
+ACTION_MODES = ("token", "text")
+
+
+class PromptTuneEnv(gym.Env):
+    """Write a prompt; a frozen target LLM runs the task with it; the reward is how well it did.
+
+    ## Description
+
+    The StablePrompt formulation of prompt tuning. Each episode shows the agent a meta-prompt (a
+    task-agnostic request plus ``num_demos`` input/output demonstrations drawn from the task's
+    validation split); the agent writes a prompt; the target LLM reads ``"{prompt}\\nInput:
+    {input}\\nOutput:"`` for ``reward_batch_size`` training examples and its next-token scores of
+    the verbalizer words decide each answer.
+
+    ## Action Space
+
+    * ``action_mode="token"`` (default): ``Discrete(len(tokenizer))``, one token of the prompt per
+      step (the env tokenizer, which is the agent's).
+    * ``action_mode="text"``: ``Text`` (printable characters, spaces, newlines): the whole prompt
+      in one step. Any Python string is accepted.
+
+    ## Observation Space
+
+    * token mode: ``Dict(input_ids=Box(0, V-1, (L,), int64), attention_mask=Box(0, 1, (L,), int64))``
+      with ``L = max_meta_prompt_tokens + max_prompt_tokens``: the meta-prompt followed by the
+      prompt written so far, left-padded with the tokenizer's pad id (mask 0).
+    * text mode: ``Text``: the meta-prompt string.
+
+    ## Rewards
+
+    0 until the prompt is finished, then ``reward`` (default ``"stableprompt"``:
+    ``30 * accuracy + gap``, see :mod:`prompt_gym.rewards`; also ``"accuracy"`` and ``"margin"``)
+    computed on the reward batch.
+
+    ## Starting State
+
+    ``reset(seed)`` draws the demonstrations and the reward batch with ``self.np_random``.
+
+    ## Episode End
+
+    Terminates (``terminated=True``) when
+
+    1. token mode: the agent emits the tokenizer's EOS token, or the prompt reaches
+       ``max_prompt_tokens`` tokens;
+    2. text mode: after the single step.
+
+    The env never truncates. A text-mode prompt longer than ``max_prompt_tokens`` tokens is cut to
+    that length and flagged with ``info["prompt_truncated"] = True``.
+
+    ## Info
+
+    ``meta_prompt``, ``prompt`` (decoded so far), ``demo_uids``; at the end ``reward``,
+    ``accuracy``, ``gap`` and ``prompt_truncated``.
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``task`` | ``"sst2"`` | task name (see ``prompt_gym.list_tasks()``) or a ``Task`` |
+    | ``action_mode`` | ``"token"`` | ``"token"`` or ``"text"`` |
+    | ``tokenizer`` | target's | env/agent tokenizer: object or model spec |
+    | ``target`` | default model | model spec or ``(model, tokenizer)`` |
+    | ``scorer`` | built | a ready scorer (shares one model between envs) |
+    | ``reward`` / ``reward_kwargs`` | ``"stableprompt"`` | reward function and its options |
+    | ``num_demos`` | 5 | demonstrations in the meta-prompt |
+    | ``max_prompt_tokens`` | 48 | longest prompt |
+    | ``reward_batch_size`` | 16 | training examples per reward |
+    | ``max_meta_prompt_tokens`` | 512 | longest meta-prompt |
+    | ``data_seed`` | 13 | few-shot split seed (LM-BFF 13/21/42/87/100) |
+    | ``test_split`` | task's | test file (SST-2: ``"validation"`` = 872, or ``"test"`` = 1,821) |
+    | ``scorer_batch_size`` | 32 | rows per target forward pass |
+
+    ## Example
+
+    >>> import gymnasium as gym
+    >>> import prompt_gym
+    >>> env = gym.make("PromptTune-Toy-v0", action_mode="text")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step("Classify the review sentiment")
+    >>> terminated, info["accuracy"] >= 0.5
+    (True, True)
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        task: str | Task = "sst2",
+        *,
+        action_mode: str = "token",
+        tokenizer: Any = None,
+        target: Target | None = None,
+        scorer: Scorer | None = None,
+        reward: str = "stableprompt",
+        reward_kwargs: dict[str, Any] | None = None,
+        num_demos: int = 5,
+        max_prompt_tokens: int = 48,
+        reward_batch_size: int = 16,
+        max_meta_prompt_tokens: int = 512,
+        data_seed: int = 13,
+        test_split: str | None = None,
+        scorer_batch_size: int = 32,
+        render_mode: str | None = None,
+    ) -> None:
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}.")
+        if max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be positive, got {max_prompt_tokens}.")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}.")
+        if isinstance(task, str):
+            task = get_task(task, seed=data_seed, test_split=test_split) if task != "toy" else get_task(task)
+        self.task = task
+        self.action_mode = action_mode
+        self.render_mode = render_mode
+        self.max_prompt_tokens = max_prompt_tokens
+        self.tokenizer = make_tokenizer(task, tokenizer, target)
+        self.scorer = make_scorer(task, target, scorer, batch_size=scorer_batch_size)
+        self.sampler = EpisodeSampler(task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens)
+        self.judge = PromptJudge(self.scorer, reward, reward_kwargs)
+        self.eos_token_id = self.tokenizer.eos_token_id
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_id
+        self.vocab_size = len(self.tokenizer)
+        self.observation_length = max_meta_prompt_tokens + max_prompt_tokens
+        if action_mode == "token":
+            box = spaces.Box(0, self.vocab_size - 1, shape=(self.observation_length,), dtype=np.int64)
+            mask = spaces.Box(0, 1, shape=(self.observation_length,), dtype=np.int64)
+            self.observation_space = spaces.Dict({"input_ids": box, "attention_mask": mask})
+            self.action_space = spaces.Discrete(self.vocab_size)
+        else:
+            self.observation_space = spaces.Text(
+                max_length=32 * max_meta_prompt_tokens, min_length=1, charset=self._meta_prompt_charset()
+            )
+            self.action_space = spaces.Text(max_length=8 * max_prompt_tokens, min_length=0, charset=PROMPT_CHARSET)
+        self._episode: Episode | None = None
+        self._done = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Draw demonstrations and a reward batch; return the meta-prompt observation."""
+        super().reset(seed=seed)
+        self._episode = self.sampler.sample(self.np_random)
+        self._done = False
+        return self._observation(), self._info("")
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Append a token (token mode) or submit the whole prompt (text mode)."""
+        if self._episode is None or self._done:
+            raise RuntimeError("The episode has ended (or never started); call reset() before step().")
+        episode = self._episode
+        truncated_prompt = False
+        if self.action_mode == "token":
+            token = self._token(action)
+            finished = token == self.eos_token_id or len(episode.prompt_ids) + 1 >= self.max_prompt_tokens
+            if token != self.eos_token_id:
+                episode.prompt_ids.append(token)
+        else:
+            if not isinstance(action, str):
+                raise TypeError(
+                    f"In text mode the action is the whole prompt as a str, got {type(action).__name__}; "
+                    "use action_mode='token' to act with token ids."
+                )
+            ids = list(self.tokenizer.encode(action, add_special_tokens=False))
+            truncated_prompt = len(ids) > self.max_prompt_tokens
+            if truncated_prompt:
+                warnings.warn(
+                    f"The prompt has {len(ids)} tokens; it was cut to max_prompt_tokens={self.max_prompt_tokens} "
+                    "(info['prompt_truncated'] is True).",
+                    stacklevel=2,
+                )
+                action = self.tokenizer.decode(ids[: self.max_prompt_tokens], skip_special_tokens=True)
+            episode.prompt_ids = ids[: self.max_prompt_tokens]
+            finished = True
+        prompt = self._prompt_text(action)
+        info = self._info(prompt)
+        reward = 0.0
+        if finished:
+            self._done = True
+            result = self.judge.judge([prompt], [episode.reward_examples])[0]
+            reward = result.pop("reward")
+            info |= result | {"prompt_truncated": truncated_prompt}
+        return self._observation(), reward, finished, False, info
+
+    def render(self) -> str | None:
+        """Return the meta-prompt and the prompt so far as text (``render_mode="ansi"``)."""
+        if self.render_mode != "ansi" or self._episode is None:
+            return None
+        return f"{self._episode.meta_prompt}{self._prompt_text(None)}"
+
+    def _token(self, action: Any) -> int:
+        if isinstance(action, (bool, str)) or not np.issubdtype(np.asarray(action).dtype, np.integer) \
+                or np.asarray(action).ndim != 0:
+            raise TypeError(f"In token mode the action is one integer token id, got {action!r}; "
+                            "use action_mode='text' to submit a whole prompt string.")
+        token = int(action)
+        if not 0 <= token < self.vocab_size:
+            raise ValueError(f"Token id {token} is outside the vocabulary [0, {self.vocab_size}).")
+        return token
+
+    def _prompt_text(self, action: Any) -> str:
+        if self.action_mode == "text" and isinstance(action, str):
+            return action.strip()
+        return self.tokenizer.decode(self._episode.prompt_ids, skip_special_tokens=True).strip()
+
+    def _observation(self) -> Any:
+        episode = self._episode
+        if self.action_mode == "text":
+            return episode.meta_prompt
+        ids = episode.meta_ids + episode.prompt_ids
+        input_ids = np.full(self.observation_length, self.pad_token_id, dtype=np.int64)
+        mask = np.zeros(self.observation_length, dtype=np.int64)
+        input_ids[self.observation_length - len(ids) :] = ids
+        mask[self.observation_length - len(ids) :] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def _info(self, prompt: str) -> dict[str, Any]:
+        return {"meta_prompt": self._episode.meta_prompt, "prompt": prompt, "demo_uids": list(self._episode.demo_uids)}
+
+    def _meta_prompt_charset(self) -> str:
+        """Every character a meta-prompt can contain: the request, the chat template, the demos."""
+        rng = np.random.default_rng(0)
+        sample = self.sampler.sample(rng).meta_prompt
+        words = "".join(self.task.verbalizer or ()) + "".join(o for e in self.task.split("validation") for o in e.outputs)
+        demos = "".join(example.input for example in self.task.split("validation"))
+        return "".join(sorted(set(PROMPT_CHARSET) | set(sample) | set(words) | set(demos)))

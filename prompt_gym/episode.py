@@ -1,0 +1,122 @@
+"""What one prompt-tuning episode needs, shared by the single and the vectorised environment.
+
+:class:`EpisodeSampler` draws the demonstrations (validation split) and the reward batch (train
+split) and builds the meta-prompt; :class:`PromptJudge` turns finished prompts into rewards with
+one batched scorer call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from prompt_gym.data import Example
+from prompt_gym.meta_prompts import build_meta_prompt, has_chat_template
+from prompt_gym.rewards import get_reward_function, zscore
+from prompt_gym.tasks import Task
+
+
+@dataclass
+class Episode:
+    """State of one episode.
+
+    Attributes:
+        meta_prompt: The text the agent reads.
+        meta_ids: Its token ids (env tokenizer).
+        demo_uids: Ids of the demonstrations shown.
+        reward_examples: The training examples the final prompt is scored on.
+        prompt_ids: Tokens written so far (token mode).
+    """
+
+    meta_prompt: str
+    meta_ids: list[int]
+    demo_uids: list[str]
+    reward_examples: list[Example]
+    prompt_ids: list[int] = field(default_factory=list)
+
+
+class EpisodeSampler:
+    """Draws episodes for a task.
+
+    Args:
+        task: The task.
+        tokenizer: The env tokenizer (the agent's), used for the chat template and token ids.
+        num_demos: Demonstrations per meta-prompt (drawn from the validation split).
+        reward_batch_size: Training examples each final prompt is scored on.
+        max_meta_prompt_tokens: Longest allowed meta-prompt.
+    """
+
+    def __init__(
+        self, task: Task, tokenizer: Any, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int
+    ) -> None:
+        validation = task.split("validation")
+        if not 0 <= num_demos <= len(validation):
+            raise ValueError(f"num_demos must lie in [0, {len(validation)}] (validation size), got {num_demos}.")
+        if reward_batch_size < 1:
+            raise ValueError(f"reward_batch_size must be positive, got {reward_batch_size}.")
+        self.task = task
+        self.tokenizer = tokenizer
+        self.num_demos = num_demos
+        self.reward_batch_size = min(reward_batch_size, len(task.split("train")))
+        self.max_meta_prompt_tokens = max_meta_prompt_tokens
+        self.add_special_tokens = not has_chat_template(tokenizer)
+
+    def sample(self, rng: np.random.Generator) -> Episode:
+        """Draw demonstrations and a reward batch with ``rng`` and build the meta-prompt."""
+        validation, train = self.task.split("validation"), self.task.split("train")
+        demos = [validation[i] for i in rng.choice(len(validation), size=self.num_demos, replace=False)]
+        batch = [train[i] for i in rng.choice(len(train), size=self.reward_batch_size, replace=False)]
+        meta = build_meta_prompt([(d.input, self.task.answer(d)) for d in demos], self.tokenizer)
+        ids = list(self.tokenizer.encode(meta, add_special_tokens=self.add_special_tokens))
+        if len(ids) > self.max_meta_prompt_tokens:
+            raise ValueError(
+                f"The meta-prompt has {len(ids)} tokens, more than max_meta_prompt_tokens="
+                f"{self.max_meta_prompt_tokens}; pass a larger max_meta_prompt_tokens or fewer num_demos."
+            )
+        return Episode(meta, ids, [d.uid for d in demos], batch)
+
+
+class PromptJudge:
+    """Scores finished prompts on their reward batches and computes rewards.
+
+    Args:
+        scorer: The target (see :mod:`prompt_gym.scoring`).
+        reward: Name of a reward function in :data:`prompt_gym.rewards.REWARD_FUNCTIONS`.
+        reward_kwargs: Keyword arguments for it.
+        normalize: ``"zscore"`` to normalise the rewards of the prompts judged together.
+    """
+
+    def __init__(
+        self, scorer: Any, reward: str = "stableprompt", reward_kwargs: dict[str, Any] | None = None,
+        normalize: str | None = None,
+    ) -> None:
+        if normalize not in (None, "zscore"):
+            raise ValueError(f"normalize must be None or 'zscore', got {normalize!r}.")
+        self.scorer = scorer
+        self.reward_fn = get_reward_function(reward)
+        self.reward_kwargs = dict(reward_kwargs or {})
+        self.normalize = normalize
+
+    def judge(self, prompts: Sequence[str], batches: Sequence[Sequence[Example]]) -> list[dict[str, float]]:
+        """Score each prompt on its own batch in one scorer call.
+
+        Returns:
+            One dict per prompt with ``reward`` and the reward parts (``accuracy``, ``gap``).
+        """
+        flat_prompts = [p for p, batch in zip(prompts, batches, strict=True) for _ in batch]
+        flat_inputs = [example.input for batch in batches for example in batch]
+        scores = self.scorer.score_pairs(flat_prompts, flat_inputs) if flat_prompts else np.empty((0, 0))
+        results, start = [], 0
+        for batch in batches:
+            labels = np.array([example.label for example in batch])
+            rows = scores[start : start + len(batch)][None]
+            start += len(batch)
+            reward, parts = self.reward_fn(rows, labels, **self.reward_kwargs)
+            results.append({"reward": float(reward[0])} | {k: float(v[0]) for k, v in parts.items()})
+        if self.normalize == "zscore" and results:
+            for result, value in zip(results, zscore(np.array([r["reward"] for r in results]))):
+                result["raw_reward"], result["reward"] = result["reward"], float(value)
+        return results

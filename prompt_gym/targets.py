@@ -1,0 +1,59 @@
+"""Resolve what environments are given (names or ready objects) into a tokenizer and a scorer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prompt_gym.models import DEFAULT_MODEL, resolve_model_path, shared_causal_lm
+from prompt_gym.scoring import LMScorer, Scorer
+from prompt_gym.tasks import Task
+from prompt_gym.vocab import WordTokenizer
+
+Target = str | tuple[Any, Any]
+"""A model spec (alias, ``.gguf``, folder, hub id) or a loaded ``(model, tokenizer)`` pair."""
+
+
+def make_scorer(task: Task, target: Target | None = None, scorer: Scorer | None = None, batch_size: int = 32) -> Scorer:
+    """Return the scorer an environment uses.
+
+    Precedence: a ready ``scorer``; else ``target`` (a spec or a ``(model, tokenizer)`` pair);
+    else the task's own default target (the toy task's rule); else the default model, loaded
+    once per process and shared.
+
+    Raises:
+        ValueError: The scorer's verbalizer differs from the task's.
+    """
+    if scorer is not None:
+        if tuple(scorer.verbalizer) != tuple(task.verbalizer or ()):
+            raise ValueError(f"The scorer's verbalizer {scorer.verbalizer} differs from task {task.name!r}'s "
+                             f"{task.verbalizer}; build the scorer with the task's verbalizer.")
+        return scorer
+    if target is None and task.default_scorer is not None:
+        return task.default_scorer(task)
+    model, tokenizer = _loaded(target)
+    return LMScorer(model, tokenizer, task.verbalizer or (), task.template, batch_size=batch_size)
+
+
+def make_tokenizer(task: Task, tokenizer: Any = None, target: Target | None = None) -> Any:
+    """Return the env (agent) tokenizer.
+
+    Precedence: a ready tokenizer object; a spec string (loads only the tokenizer); the toy task's
+    word tokenizer; the target's tokenizer; the default model's tokenizer.
+    """
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        return tokenizer
+    if isinstance(tokenizer, str):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(resolve_model_path(tokenizer))
+    if target is None and task.default_scorer is not None:
+        return WordTokenizer()
+    return _loaded(target)[1]
+
+
+def _loaded(target: Target | None) -> tuple[Any, Any]:
+    if target is None or isinstance(target, str):
+        return shared_causal_lm(target or DEFAULT_MODEL)
+    if isinstance(target, tuple) and len(target) == 2:
+        return target
+    raise TypeError(f"target must be a model spec string or a (model, tokenizer) pair, got {type(target).__name__}.")

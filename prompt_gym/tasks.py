@@ -1,0 +1,283 @@
+"""Tasks: splits, input formatting, verbalizer, template and metric, plus the task registry.
+
+A :class:`Task` is plain data. Built-in tasks are registered as factories and built on demand by
+:func:`get_task`, so importing this module reads no file. Adding a GLUE-style classification task
+is one :class:`ClassificationSpec`.
+
+Example:
+    >>> from prompt_gym.tasks import get_task
+    >>> task = get_task("toy")
+    >>> task.verbalizer
+    ('negative', 'positive')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prompt_gym import data as _data
+from prompt_gym.data import DataError, Example
+
+DEFAULT_TEMPLATE = "{prompt}\nInput: {input}\nOutput:"
+"""How the target reads a prompt and one input; the verbalizer word is the next token."""
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Task:
+    """A prompt-tuning task.
+
+    Attributes:
+        name: Registry name (``"sst2"``).
+        splits: ``train`` (reward batches), ``validation`` (demonstrations and prompt selection)
+            and ``test`` (reporting only).
+        verbalizer: One word per class, indexed by label; ``None`` for generation tasks.
+        template: Target input template with ``{prompt}`` and ``{input}`` fields.
+        manual_prompt: A hand-written prompt, the baseline every learned prompt is compared with.
+        metric: ``"accuracy"`` for classification.
+        label_names: Human-readable class names (for logs).
+        default_scorer: Builds the task's own target when the user gives none (the toy task's rule
+            target); ``None`` means the default language model.
+    """
+
+    name: str
+    splits: dict[str, list[Example]]
+    verbalizer: tuple[str, ...] | None
+    template: str = DEFAULT_TEMPLATE
+    manual_prompt: str = ""
+    metric: str = "accuracy"
+    label_names: tuple[str, ...] = ()
+    default_scorer: Callable[[Task], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if "{prompt}" not in self.template or "{input}" not in self.template:
+            raise ValueError(f"Task {self.name!r}: the template must contain {{prompt}} and {{input}}.")
+        for split, examples in self.splits.items():
+            if not examples:
+                raise DataError(f"Task {self.name!r}: the {split!r} split is empty.")
+
+    def split(self, name: str) -> list[Example]:
+        """Return one split's examples.
+
+        Raises:
+            KeyError: The task has no such split (the message lists those it has).
+        """
+        if name not in self.splits:
+            raise KeyError(f"Task {self.name!r} has no {name!r} split; it has {sorted(self.splits)}.")
+        return self.splits[name]
+
+    def answer(self, example: Example) -> str:
+        """Return the output a demonstration shows for ``example`` (its verbalizer word)."""
+        if self.verbalizer is not None and example.label is not None:
+            return self.verbalizer[example.label]
+        return example.outputs[0]
+
+
+@dataclass(frozen=True)
+class ClassificationSpec:
+    """How to build a few-shot classification task from the data folder or the hub.
+
+    Attributes:
+        name: Registry name.
+        folder: Sub-folder of ``$PROMPT_GYM_DATA_DIR``.
+        verbalizer: One word per label.
+        input_format: ``str.format`` template over a record's fields.
+        manual_prompt: The hand-written baseline prompt.
+        test_file: Default test split file (``"validation"`` where the official test has no labels).
+        label_names: Class names.
+        hub: ``(path, config, {our_field: hub_field}, test_split)`` for ``datasets.load_dataset``,
+            or ``None`` when the task has no hub fallback.
+    """
+
+    name: str
+    folder: str
+    verbalizer: tuple[str, ...]
+    input_format: str
+    manual_prompt: str
+    test_file: str = "test"
+    label_names: tuple[str, ...] = ()
+    hub: tuple[str, str | None, Mapping[str, str], str] | None = None
+
+    def build(self, seed: int = 13, test_split: str | None = None, shots: int = 16) -> Task:
+        """Load the splits (LM-BFF protocol) and return the task.
+
+        Args:
+            seed: Few-shot seed. The LM-BFF files exist for 13, 21, 42, 87 and 100; any other seed
+                draws a balanced sample from the full train split instead.
+            test_split: Which file serves as test; defaults to :attr:`test_file`.
+            shots: Examples per label in the train and the validation split.
+        """
+        test_name = test_split or self.test_file
+        root = _data.data_dir()
+        if root is None:
+            full_train, test = self._from_hub(test_name)
+            few_train = few_dev = None
+        else:
+            folder = root / self.folder
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"Task {self.name!r}: no folder {folder}. Point ${_data.DATA_DIR_ENV} at a data folder "
+                    f"with a {self.folder}/ sub-folder (see the README), or unset it to use the hub."
+                )
+            full_train = self._examples(folder / "train.jsonl")
+            test = self._examples(self._split_file(folder, test_name))
+            shot_dir = folder / f"{shots}-shot" / str(seed)
+            few_train = self._examples(shot_dir / "train.jsonl") if (shot_dir / "train.jsonl").is_file() else None
+            few_dev = self._examples(shot_dir / "dev.jsonl") if (shot_dir / "dev.jsonl").is_file() else None
+        rng = np.random.default_rng(seed)
+        train = few_train or _data.balanced_draw(full_train, shots, rng)
+        validation = few_dev or _data.balanced_draw(full_train, shots, rng, exclude=(e.uid for e in train))
+        return Task(
+            name=self.name,
+            splits={"train": train, "validation": validation, "test": test},
+            verbalizer=self.verbalizer,
+            manual_prompt=self.manual_prompt,
+            label_names=self.label_names,
+        )
+
+    def _split_file(self, folder: Path, split: str) -> Path:
+        path = folder / f"{split}.jsonl"
+        if not path.is_file():
+            have = sorted(p.stem for p in folder.glob("*.jsonl"))
+            raise FileNotFoundError(f"Task {self.name!r}: no {split!r} split ({path} is missing); have {have}.")
+        return path
+
+    def _examples(self, path: Path) -> list[Example]:
+        return _data.to_examples(_data.read_jsonl(path), self.input_format, str(path), len(self.verbalizer))
+
+    def _from_hub(self, test_name: str) -> tuple[list[Example], list[Example]]:
+        if self.hub is None:
+            raise FileNotFoundError(
+                f"Task {self.name!r} has no hub source: set ${_data.DATA_DIR_ENV} to the data folder."
+            )
+        path, config, fields, hub_test = self.hub
+        if test_name != self.test_file:
+            raise ValueError(
+                f"Task {self.name!r}: test split {test_name!r} is only available from "
+                f"${_data.DATA_DIR_ENV} (the hub copy has no labels for it)."
+            )
+        import datasets
+
+        loaded = datasets.load_dataset(path, config)
+
+        def convert(split: str) -> list[Example]:
+            rows = [{ours: row[theirs] for ours, theirs in fields.items()} | {"label": row["label"]}
+                    for row in loaded[split]]
+            return _data.to_examples(rows, self.input_format, f"hub:{path}/{split}", len(self.verbalizer))
+
+        return convert("train"), convert(hub_test)
+
+
+def _toy_task() -> Task:
+    """A tiny built-in sentiment task whose target is a keyword rule (see ``RuleScorer``)."""
+    positive = ["a delight", "warm and funny", "a real gem", "beautifully made", "great fun", "truly moving",
+                "sharp and smart", "a joy to watch", "wonderful cast", "pure pleasure", "smart script",
+                "charming story"]
+    negative = ["a total bore", "dull and flat", "a waste of time", "badly made", "no fun at all", "painfully slow",
+                "lazy writing", "a mess", "awful acting", "tedious plot", "a dreary slog", "clumsy story"]
+    rows = [Example(text, 1, uid=f"toy:{i}") for i, text in enumerate(positive)]
+    rows += [Example(text, 0, uid=f"toy:{len(positive) + i}") for i, text in enumerate(negative)]
+    order = np.random.default_rng(0).permutation(len(rows))
+    rows = [rows[i] for i in order]
+    return Task(
+        name="toy",
+        splits={"train": rows[:8], "validation": rows[8:16], "test": rows[16:]},
+        verbalizer=("negative", "positive"),
+        manual_prompt="Classify the sentiment of the review as positive or negative.",
+        label_names=("negative", "positive"),
+        default_scorer=_toy_scorer,
+    )
+
+
+def _toy_scorer(task: Task) -> Any:
+    from prompt_gym.scoring import RuleScorer
+
+    answers = {example.input: example.label for split in task.splits.values() for example in split}
+    return RuleScorer(answers, task.verbalizer or ())
+
+
+SST2 = ClassificationSpec(
+    name="sst2",
+    folder="sst2",
+    verbalizer=("negative", "positive"),
+    input_format="{text}",
+    manual_prompt="Classify the sentiment of the movie review as positive or negative.",
+    test_file="validation",
+    label_names=("negative", "positive"),
+    hub=("glue", "sst2", {"text": "sentence"}, "validation"),
+)
+
+TaskFactory = Callable[..., Task]
+_REGISTRY: dict[str, TaskFactory] = {"toy": lambda **_: _toy_task(), "sst2": SST2.build}
+
+
+def register_task(name: str, factory: TaskFactory | Task, *, overwrite: bool = False) -> None:
+    """Register a task under ``name`` so environments can use it (``gym.make(..., task=name)``).
+
+    Args:
+        name: The registry name.
+        factory: A ready :class:`Task`, or a callable ``(seed=..., test_split=...) -> Task``.
+        overwrite: Replace an existing registration instead of raising.
+    """
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"Task {name!r} is already registered; pass overwrite=True to replace it.")
+    _REGISTRY[name] = (lambda **_: factory) if isinstance(factory, Task) else factory
+
+
+def list_tasks() -> list[str]:
+    """Return the registered task names."""
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str, **kwargs: Any) -> Task:
+    """Build a registered task.
+
+    Args:
+        name: A name from :func:`list_tasks`.
+        **kwargs: Passed to the task's factory (``seed``, ``test_split`` for classification tasks).
+
+    Raises:
+        KeyError: Unknown task (the message lists the known ones).
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(list_tasks())}.")
+    return _REGISTRY[name](**kwargs)
+
+
+def make_task(
+    name: str,
+    *,
+    train: str | Sequence[Mapping[str, Any]] | Any,
+    validation: str | Sequence[Mapping[str, Any]] | Any,
+    test: str | Sequence[Mapping[str, Any]] | Any,
+    verbalizer: Sequence[str],
+    input_format: str = "{text}",
+    template: str = DEFAULT_TEMPLATE,
+    manual_prompt: str = "",
+) -> Task:
+    """Build a classification task from your own data.
+
+    Each split is a path to a JSON Lines file, a list of dicts, or a ``datasets.Dataset``; every
+    row needs the fields named in ``input_format`` and an integer ``label`` indexing ``verbalizer``.
+
+    Raises:
+        DataError: A row lacks a field or has a label outside the verbalizer (names file and line),
+            or a split is empty.
+    """
+    splits = {}
+    for split, source in (("train", train), ("validation", validation), ("test", test)):
+        if isinstance(source, (str, Path)):
+            rows, origin = _data.read_jsonl(source), str(source)
+        else:
+            rows, origin = [dict(row) for row in source], f"{name}/{split}"
+        if not rows:
+            raise DataError(f"Task {name!r}: the {split!r} split ({origin}) is empty.")
+        splits[split] = _data.to_examples(rows, input_format, origin, len(verbalizer))
+    return Task(name=name, splits=splits, verbalizer=tuple(verbalizer), template=template,
+                manual_prompt=manual_prompt, label_names=tuple(verbalizer))
