@@ -12,61 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
-VERBALIZER_WORDS = ("negative", "positive", "neutral")
-
-
-def build_byte_tokenizer(padding_side: str = "right", chat_template: bool = True):
-    """A byte-level BPE tokenizer with no merges, built in memory.
-
-    The words of :data:`VERBALIZER_WORDS` with a leading space are single added tokens, so the
-    toy and SST-2 verbalizers work with it (262 tokens in all).
-    """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2} | {ch: i + 3 for i, ch in enumerate(sorted(alphabet))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side=padding_side
-    )
-    tokenizer.add_tokens([AddedToken(" " + word, normalized=False) for word in VERBALIZER_WORDS])
-    if chat_template:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-def build_tiny_lm(tokenizer, arch: str = "llama", seed: int = 0):
-    """A randomly initialised 2-layer causal LM over ``tokenizer`` (fp32, eval mode)."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    vocab = len(tokenizer)
-    if arch == "gpt2":
-        config = GPT2Config(vocab_size=vocab, n_layer=2, n_embd=32, n_head=2, n_positions=1024,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        model = GPT2LMHeadModel(config)
-    else:
-        config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                             bos_token_id=None, tie_word_embeddings=False)
-        model = LlamaForCausalLM(config)
-    return model.eval()
-
 
 @pytest.fixture(scope="session")
 def byte_tokenizer():
@@ -91,6 +41,8 @@ def real_data_dir() -> Path:
     """The real task data (``$PROMPT_GYM_DATA_DIR``); skips when it is not set."""
     value = os.environ.get("PROMPT_GYM_DATA_DIR")
     if not value or not Path(value).is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("CI must set PROMPT_GYM_DATA_DIR to the data folder; real-data tests may not skip there")
         pytest.skip("PROMPT_GYM_DATA_DIR is not set to the data folder")
     return Path(value)
 

