@@ -50,7 +50,9 @@ class PromptTuneEnv(gym.Env):
 
     0 until the prompt is finished, then ``reward`` (default ``"stableprompt"``:
     ``30 * accuracy + gap``, see :mod:`prompt_gym.rewards`; also ``"accuracy"`` and ``"margin"``)
-    computed on the reward batch.
+    computed on the reward batch. Generation tasks (instruction induction): the target writes an
+    answer greedily and the task metric scores it; ``"stableprompt"`` is ``30 *`` the mean
+    metric, ``"accuracy"`` the mean metric, and ``info["accuracy"]`` holds the mean metric.
 
     ## Starting State
 
@@ -89,6 +91,7 @@ class PromptTuneEnv(gym.Env):
     | ``data_seed`` | 13 | few-shot split seed (LM-BFF 13/21/42/87/100) |
     | ``test_split`` | task's | test file (SST-2: ``"validation"`` = 872, or ``"test"`` = 1,821) |
     | ``scorer_batch_size`` | 32 | rows per target forward pass |
+    | ``max_new_tokens`` | task's | generation tasks: longest target answer |
 
     ## Example
 
@@ -124,6 +127,7 @@ class PromptTuneEnv(gym.Env):
         data_seed: int = 13,
         test_split: str | None = None,
         scorer_batch_size: int = 32,
+        max_new_tokens: int | None = None,
         render_mode: str | None = None,
     ) -> None:
         if action_mode not in ACTION_MODES:
@@ -139,8 +143,8 @@ class PromptTuneEnv(gym.Env):
         self.render_mode = render_mode
         self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer = make_tokenizer(task, tokenizer, target)
-        self.scorer = make_scorer(task, target, scorer, batch_size=scorer_batch_size)
-        self.sampler = EpisodeSampler(task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens)
+        self.scorer = make_scorer(task, target, scorer, batch_size=scorer_batch_size, max_new_tokens=max_new_tokens)
+        self.sampler = self._make_sampler(num_demos, reward_batch_size, max_meta_prompt_tokens)
         self.judge = PromptJudge(self.scorer, reward, reward_kwargs)
         self.eos_token_id = self.tokenizer.eos_token_id
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_id
@@ -159,6 +163,10 @@ class PromptTuneEnv(gym.Env):
         self._episode: Episode | None = None
         self._done = False
 
+    def _make_sampler(self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int) -> EpisodeSampler:
+        """Build the episode sampler (subclasses change what an episode shows and scores)."""
+        return EpisodeSampler(self.task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Draw demonstrations and a reward batch; return the meta-prompt observation."""
         super().reset(seed=seed)
@@ -168,6 +176,19 @@ class PromptTuneEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Append a token (token mode) or submit the whole prompt (text mode)."""
+        finished, info = self._act(action)
+        reward = 0.0
+        if finished:
+            result = self.judge.judge([info["prompt"]], [self._episode.reward_examples])[0]
+            reward = result.pop("reward")
+            info |= result
+        return self._observation(), reward, finished, False, info
+
+    def _act(self, action: Any) -> tuple[bool, dict[str, Any]]:
+        """Apply ``action`` without scoring; return ``(finished, info)``.
+
+        The vector env calls this on each sub-env, then scores every finished prompt in one call.
+        """
         if self._episode is None or self._done:
             raise RuntimeError("The episode has ended (or never started); call reset() before step().")
         episode = self._episode
@@ -189,20 +210,16 @@ class PromptTuneEnv(gym.Env):
                 warnings.warn(
                     f"The prompt has {len(ids)} tokens; it was cut to max_prompt_tokens={self.max_prompt_tokens} "
                     "(info['prompt_truncated'] is True).",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 action = self.tokenizer.decode(ids[: self.max_prompt_tokens], skip_special_tokens=True)
             episode.prompt_ids = ids[: self.max_prompt_tokens]
             finished = True
-        prompt = self._prompt_text(action)
-        info = self._info(prompt)
-        reward = 0.0
+        info = self._info(self._prompt_text(action))
         if finished:
             self._done = True
-            result = self.judge.judge([prompt], [episode.reward_examples])[0]
-            reward = result.pop("reward")
-            info |= result | {"prompt_truncated": truncated_prompt}
-        return self._observation(), reward, finished, False, info
+            info["prompt_truncated"] = truncated_prompt
+        return finished, info
 
     def render(self) -> str | None:
         """Return the meta-prompt and the prompt so far as text (``render_mode="ansi"``)."""

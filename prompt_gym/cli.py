@@ -2,7 +2,8 @@
 
 Subcommands:
     envs    list the registered environments
-    eval    test accuracy of one or more prompts on an environment's task
+    eval    test accuracy (or generation metric) of one or more prompts on an environment's task
+    compare several agents on one env under one budget of target evaluations (prompt_gym.comparison_cli)
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from prompt_gym.comparison_cli import add_compare_parser
 
 
 def _envs(_: argparse.Namespace) -> int:
@@ -31,8 +34,9 @@ def _read_prompts(args: argparse.Namespace) -> list[str]:
         prompts += [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if args.empty_prompt:
         prompts.append("")
-    if not prompts:
-        raise SystemExit("Give at least one prompt: --prompt TEXT, --prompt-file FILE (one per line) or --empty-prompt.")
+    if not prompts and not args.manual_prompt:
+        raise SystemExit("Give at least one prompt: --prompt TEXT, --prompt-file FILE (one per line), --empty-prompt "
+                         "or --manual-prompt.")
     return prompts
 
 
@@ -47,12 +51,65 @@ def _eval(args: argparse.Namespace) -> int:
     if args.test_split:
         kwargs["test_split"] = args.test_split
     env = gym.make(args.env, **kwargs).unwrapped
+    if args.manual_prompt:
+        prompts.append(env.task.manual_prompt)
     results = evaluate_prompts(env.scorer, env.task, prompts, split=args.split, progress=True)
     for result in results:
-        print(f"{result['accuracy']:.4f}  ({args.split}, n={result['num_examples']})  {result['prompt']!r}")
+        print(f"{result['accuracy']:.4f}  ({result['metric']}, {args.split}, n={result['num_examples']})  "
+              f"{result['prompt']!r}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import prompt_gym  # noqa: F401  (registers the environments)
+    from prompt_gym.agents.training import resume_settings, run_training, train_settings_from_args
+
+    if args.resume:
+        settings = resume_settings(args.resume, args.updates)
+    else:
+        if not args.out or not args.updates:
+            raise SystemExit("prompt-gym train needs --out RUN_FOLDER and --updates N (or --resume RUN_FOLDER).")
+        settings = train_settings_from_args(args)
+    results = run_training(settings, resume=bool(args.resume))
+    test = results["test"]
+    print(f"learned prompt (chosen on validation, val acc {results['selected']['val_accuracy']:.3f}): "
+          f"{results['selected']['prompt']!r}")
+    for name in ("learned", "manual", "empty"):
+        print(f"test accuracy  {name:<8} {test[name]['accuracy']:.4f}  (n={test[name]['num_examples']})")
+    print(f"outputs in {settings.out}")
+    return 0
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train an agent; writes logs, checkpoints, curves and a test report")
+    train.add_argument("--env", default="PromptTune-SST2-v0", help="environment id (see `prompt-gym envs`)")
+    train.add_argument("--agent", default="appo", choices=("appo",), help="the algorithm")
+    train.add_argument("--agent-model", default="smollm2-135m-instruct", help="agent model spec")
+    train.add_argument("--target-model", help="target model spec (default: the agent model, one shared copy)")
+    train.add_argument("--updates", type=int, help="total APPO updates (with --resume: the new total)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the agent and of the first env reset")
+    train.add_argument("--out", help="run folder (must not hold a run yet)")
+    train.add_argument("--save-every", type=int, default=10, help="updates between checkpoints")
+    train.add_argument("--resume", help="continue the run in this folder from its latest checkpoint")
+    train.add_argument("--num-envs", type=int, default=1, help="parallel environments (vector env when > 1)")
+    train.add_argument("--action-mode", default="token", choices=("token", "text"), help="env action mode")
+    train.add_argument("--batch-size", type=int, default=4, help="prompts (episodes) per update")
+    train.add_argument("--lr", type=float, default=1e-5, help="learning rate (1e-5: the paper's, for 7B agents)")
+    train.add_argument("--ppo-epochs", type=int, default=4, help="passes over each batch")
+    train.add_argument("--kl-coef", type=float, default=0.2, help="beta of the KL penalty to the anchor")
+    train.add_argument("--anchor-check-interval", type=int, default=5, help="updates between anchor checks")
+    train.add_argument("--anchor-threshold", type=float, default=0.05, help="validation margin for promote/rollback")
+    train.add_argument("--fixed-reference", action="store_true", help="ablation: plain PPO against the start model")
+    train.add_argument("--no-rollback", action="store_true", help="ablation: never roll the policy back")
+    train.add_argument("--max-prompt-tokens", type=int, help="longest prompt (env setting)")
+    train.add_argument("--num-demos", type=int, help="demonstrations in the meta-prompt (env setting)")
+    train.add_argument("--reward-batch-size", type=int, help="training examples per reward (env setting)")
+    train.add_argument("--test-split", help="which file serves as test (SST-2: validation=872, test=1821)")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--dtype", help="model dtype (default: bf16 on CUDA, fp32 on CPU)")
+    train.set_defaults(run=_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,11 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--prompt", action="append", help="a prompt to evaluate (repeatable)")
     evaluate.add_argument("--prompt-file", help="a file with one prompt per line")
     evaluate.add_argument("--empty-prompt", action="store_true", help="also evaluate the empty prompt")
+    evaluate.add_argument("--manual-prompt", action="store_true", help="also evaluate the task's manual prompt")
     evaluate.add_argument("--split", default="test", choices=("test", "validation", "train"))
     evaluate.add_argument("--test-split", help="which file serves as test (SST-2: validation=872, test=1821)")
     evaluate.add_argument("--target-model", help="target model spec (default: smollm2-135m-instruct)")
     evaluate.add_argument("--json", help="also write the results to this JSON file")
     evaluate.set_defaults(run=_eval)
+
+    _add_train_parser(sub)
+    add_compare_parser(sub)
     return parser
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from prompt_gym.data import Example
-from prompt_gym.meta_prompts import build_meta_prompt, has_chat_template
+from prompt_gym.generation import is_generation_scorer
+from prompt_gym.meta_prompts import INSTRUCTION_INDUCTION, build_meta_prompt, has_chat_template
 from prompt_gym.rewards import get_reward_function, zscore
 from prompt_gym.tasks import Task
 
@@ -69,21 +70,32 @@ class EpisodeSampler:
         validation, train = self.task.split("validation"), self.task.split("train")
         demos = [validation[i] for i in rng.choice(len(validation), size=self.num_demos, replace=False)]
         batch = [train[i] for i in rng.choice(len(train), size=self.reward_batch_size, replace=False)]
-        meta = build_meta_prompt([(d.input, self.task.answer(d)) for d in demos], self.tokenizer)
+        return self.episode(demos, batch)
+
+    def episode(self, demos: Sequence[Example], batch: Sequence[Example], request: str = INSTRUCTION_INDUCTION) -> Episode:
+        """Build the episode that shows ``demos`` (with the meta-prompt ``request``) and scores on ``batch``.
+
+        Raises:
+            ValueError: The meta-prompt is longer than ``max_meta_prompt_tokens``.
+        """
+        meta = build_meta_prompt([(d.input, self.task.answer(d)) for d in demos], self.tokenizer, request)
         ids = list(self.tokenizer.encode(meta, add_special_tokens=self.add_special_tokens))
         if len(ids) > self.max_meta_prompt_tokens:
             raise ValueError(
                 f"The meta-prompt has {len(ids)} tokens, more than max_meta_prompt_tokens="
                 f"{self.max_meta_prompt_tokens}; pass a larger max_meta_prompt_tokens or fewer num_demos."
             )
-        return Episode(meta, ids, [d.uid for d in demos], batch)
+        return Episode(meta, ids, [d.uid for d in demos], list(batch))
 
 
 class PromptJudge:
     """Scores finished prompts on their reward batches and computes rewards.
 
+    With a generation target (:mod:`prompt_gym.generation`) the target answers each example and
+    the reward comes from the task metric (:data:`prompt_gym.rewards.GENERATION_REWARD_FUNCTIONS`).
+
     Args:
-        scorer: The target (see :mod:`prompt_gym.scoring`).
+        scorer: The target (see :mod:`prompt_gym.scoring` and :mod:`prompt_gym.generation`).
         reward: Name of a reward function in :data:`prompt_gym.rewards.REWARD_FUNCTIONS`.
         reward_kwargs: Keyword arguments for it.
         normalize: ``"zscore"`` to normalise the rewards of the prompts judged together.
@@ -96,7 +108,8 @@ class PromptJudge:
         if normalize not in (None, "zscore"):
             raise ValueError(f"normalize must be None or 'zscore', got {normalize!r}.")
         self.scorer = scorer
-        self.reward_fn = get_reward_function(reward)
+        self.generation = is_generation_scorer(scorer)
+        self.reward_fn = get_reward_function(reward, generation=self.generation)
         self.reward_kwargs = dict(reward_kwargs or {})
         self.normalize = normalize
 
@@ -104,8 +117,16 @@ class PromptJudge:
         """Score each prompt on its own batch in one scorer call.
 
         Returns:
-            One dict per prompt with ``reward`` and the reward parts (``accuracy``, ``gap``).
+            One dict per prompt with ``reward`` and the reward parts (``accuracy``, and ``gap`` for
+            classification).
         """
+        results = self._generation(prompts, batches) if self.generation else self._classification(prompts, batches)
+        if self.normalize == "zscore" and results:
+            for result, value in zip(results, zscore(np.array([r["reward"] for r in results]))):
+                result["raw_reward"], result["reward"] = result["reward"], float(value)
+        return results
+
+    def _classification(self, prompts: Sequence[str], batches: Sequence[Sequence[Example]]) -> list[dict[str, float]]:
         flat_prompts = [p for p, batch in zip(prompts, batches, strict=True) for _ in batch]
         flat_inputs = [example.input for batch in batches for example in batch]
         scores = self.scorer.score_pairs(flat_prompts, flat_inputs) if flat_prompts else np.empty((0, 0))
@@ -116,7 +137,15 @@ class PromptJudge:
             start += len(batch)
             reward, parts = self.reward_fn(rows, labels, **self.reward_kwargs)
             results.append({"reward": float(reward[0])} | {k: float(v[0]) for k, v in parts.items()})
-        if self.normalize == "zscore" and results:
-            for result, value in zip(results, zscore(np.array([r["reward"] for r in results]))):
-                result["raw_reward"], result["reward"] = result["reward"], float(value)
+        return results
+
+    def _generation(self, prompts: Sequence[str], batches: Sequence[Sequence[Example]]) -> list[dict[str, float]]:
+        pairs = [(p, example) for p, batch in zip(prompts, batches, strict=True) for example in batch]
+        values = self.scorer.score_outputs([p for p, _ in pairs], [e.input for _, e in pairs],
+                                           [e.outputs for _, e in pairs]) if pairs else np.empty(0)
+        results, start = [], 0
+        for batch in batches:
+            reward, parts = self.reward_fn(values[start : start + len(batch)][None], **self.reward_kwargs)
+            start += len(batch)
+            results.append({"reward": float(reward[0])} | {k: float(v[0]) for k, v in parts.items()})
         return results

@@ -86,15 +86,44 @@ REWARD_FUNCTIONS: dict[str, RewardFunction] = {
 }
 
 
-def get_reward_function(name: str) -> RewardFunction:
-    """Look up a reward function by name.
+def metric_reward(scores: np.ndarray, accuracy_weight: float = 1.0) -> tuple[np.ndarray, RewardParts]:
+    """Generation tasks: reward = ``accuracy_weight *`` the mean task-metric score per prompt.
+
+    Args:
+        scores: Metric scores in ``[0, 1]`` of shape ``(num_prompts, num_examples)``.
+        accuracy_weight: Scale (1 for ``"accuracy"``; 30, the paper's weight, for ``"stableprompt"``).
+
+    Returns:
+        ``(rewards, {"accuracy": mean score})``: for generation tasks ``accuracy`` is the task
+        metric's mean (exact match, F1, contains or set match).
+    """
+    mean = np.asarray(scores, dtype=np.float64).mean(axis=1)
+    return accuracy_weight * mean, {"accuracy": mean}
+
+
+def stableprompt_metric_reward(scores: np.ndarray, accuracy_weight: float = 30.0) -> tuple[np.ndarray, RewardParts]:
+    """StablePrompt's scale for generation tasks: ``30 *`` the mean metric score (no gap term exists)."""
+    return metric_reward(scores, accuracy_weight)
+
+
+GENERATION_REWARD_FUNCTIONS: dict[str, RewardFunction] = {
+    "accuracy": metric_reward,
+    "stableprompt": stableprompt_metric_reward,
+}
+"""Rewards for generation tasks, under the names of their classification counterparts."""
+
+
+def get_reward_function(name: str, generation: bool = False) -> RewardFunction:
+    """Look up a reward function by name (``generation=True``: the generation-task version).
 
     Raises:
         KeyError: Unknown name (the message lists the known ones).
     """
-    if name not in REWARD_FUNCTIONS:
-        raise KeyError(f"Unknown reward {name!r}; choose one of {sorted(REWARD_FUNCTIONS)}.")
-    return REWARD_FUNCTIONS[name]
+    table = GENERATION_REWARD_FUNCTIONS if generation else REWARD_FUNCTIONS
+    if name not in table:
+        kind = "generation tasks" if generation else "classification tasks"
+        raise KeyError(f"Unknown reward {name!r} for {kind}; choose one of {sorted(table)}.")
+    return table[name]
 
 
 def zscore(rewards: np.ndarray, eps: float = 1e-8) -> np.ndarray:

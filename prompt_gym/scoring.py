@@ -9,6 +9,7 @@ scorer at construction, so any number of them can share one loaded model.
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -90,13 +91,68 @@ def _chunks(order: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield order[start : start + size]
 
 
+def _shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix all ``rows`` share, leaving at least one token of each row."""
+    limit = min(len(row) for row in rows) - 1
+    first = rows[0]
+    for position in range(limit):
+        if any(row[position] != first[position] for row in rows):
+            return position
+    return max(limit, 0)
+
+
+class ScoreCache:
+    """A bounded least-recently-used map from ``(prompt, input)`` to class log-probabilities.
+
+    Args:
+        max_size: Most entries kept; the least recently used one is dropped beyond it.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        if max_size < 1:
+            raise ValueError(f"max_size must be positive, got {max_size}.")
+        self.max_size = max_size
+        self._entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[str, str]) -> np.ndarray | None:
+        """Return the stored scores of ``key`` (marking it recently used), or ``None``."""
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, str], value: np.ndarray) -> None:
+        """Store ``value`` under ``key``, dropping the least recently used entry when full."""
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_size:
+            self._entries.popitem(last=False)
+
+
 class LMScorer(BaseScorer):
     """Score prompts with a causal LM: next-token log-probs of the verbalizer words.
 
-    All ``N x M`` rows are tokenised at once, sorted by length (so each chunk pads little), and run
-    in chunks of ``batch_size``. Rows are left-padded with explicit position ids, and the LM head is
-    applied at the last position only, so the result does not depend on the tokenizer's padding
-    side or on how rows were grouped (equal to one-at-a-time scoring to 1e-4 in fp32).
+    How a call runs:
+
+    1. **Score cache.** Pairs already scored (same prompt text, same input text) are answered from
+       a bounded LRU cache, and a pair repeated within one call is run once. Such pairs do not
+       touch the model and do not count in :attr:`num_evaluations` (the budget unit: pairs the
+       model actually scored); they count in :attr:`cache_hits`.
+    2. **Rows.** The remaining rows are tokenised at once and run in chunks of ``batch_size``,
+       left-padded with explicit position ids; the LM head is applied at the last position only.
+    3. **Prefix cache** (``prefix_cache``). The rows of one prompt share their leading tokens (the
+       prompt and the template up to the input). Rows are grouped by prompt; per chunk, each
+       prompt's shared prefix runs once, its key/value cache is expanded over that prompt's rows,
+       and only the suffixes (input and ``Output:``) run on top. The prefix is found on the token
+       ids of the full rows, so the tokens are exactly those of the plain path.
+
+    Rows are sorted by length in both paths, so chunks pad little. In fp32 the result does not
+    depend on the padding side, the grouping or the prefix cache (equal to one-at-a-time scoring
+    to 1e-4). In bf16/fp16 logits move with batch composition anyway, so the prefix cache is off
+    by default there.
 
     Args:
         model: A causal LM (``transformers`` ``PreTrainedModel``); if it carries peft adapters they
@@ -105,6 +161,15 @@ class LMScorer(BaseScorer):
         verbalizer: One word per class; each must be a single token after the template.
         template: Target template with ``{prompt}`` and ``{input}``.
         batch_size: Rows per forward pass.
+        prefix_cache: Reuse each prompt's shared prefix across its rows; ``None`` turns it on when
+            the model runs in float32 (where it is exact).
+        cache_size: Entries of the score cache; 0 turns the cache off (every pair runs the model).
+
+    Attributes:
+        num_evaluations: Pairs the model scored (cache hits excluded).
+        cache_hits: Pairs answered from the score cache or deduplicated within a call.
+        num_forward_tokens: Real (non-padding) tokens run through the model; a prefix shared by a
+            chunk's rows counts once.
     """
 
     def __init__(
@@ -114,38 +179,114 @@ class LMScorer(BaseScorer):
         verbalizer: Sequence[str],
         template: str = DEFAULT_TEMPLATE,
         batch_size: int = 32,
+        prefix_cache: bool | None = None,
+        cache_size: int = 16384,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be 0 (off) or positive, got {cache_size}.")
+        import torch
+
         self.model = model
         self.tokenizer = tokenizer
         self.verbalizer = tuple(verbalizer)
         self.template = template
         self.batch_size = batch_size
+        self.prefix_cache = model.dtype == torch.float32 if prefix_cache is None else prefix_cache
+        self.cache = ScoreCache(cache_size) if cache_size else None
         self.verbalizer_ids = verbalizer_token_ids(tokenizer, self.verbalizer, template)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.num_evaluations = 0
+        self.cache_hits = 0
+        self.num_forward_tokens = 0
 
     def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
         """Score ``prompts[i]`` on ``inputs[i]``; return log-probabilities of shape ``(len(prompts), C)``."""
+        pairs = list(zip(prompts, inputs, strict=True))
+        if self.cache is None:
+            return self._run(pairs)
+        out = np.empty((len(pairs), len(self.verbalizer)), dtype=np.float32)
+        missing: dict[tuple[str, str], list[int]] = {}
+        for row, pair in enumerate(pairs):
+            cached = self.cache.get(pair)
+            if cached is None:
+                missing.setdefault(pair, []).append(row)
+            else:
+                out[row] = cached
+        self.cache_hits += len(pairs) - len(missing)
+        if missing:
+            for (pair, rows), scores in zip(missing.items(), self._run(list(missing)), strict=True):
+                out[rows] = scores
+                self.cache.put(pair, scores)
+        return out
+
+    def _run(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Score every pair with the model."""
         import torch
 
         from prompt_gym.models import adapters_disabled
 
-        texts = [render(self.template, prompt, source) for prompt, source in zip(prompts, inputs, strict=True)]
+        texts = [render(self.template, prompt, source) for prompt, source in pairs]
         encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
-        lengths = np.array([len(ids) for ids in encoded])
         out = np.empty((len(texts), len(self.verbalizer)), dtype=np.float32)
         device = next(self.model.parameters()).device
         class_ids = torch.tensor(self.verbalizer_ids, device=device)
+        groups: dict[str, list[int]] = {}
+        for row, (prompt, _) in enumerate(pairs):
+            groups.setdefault(prompt, []).append(row)
+        reuse = self.prefix_cache and self.batch_size > 1  # a prefix is reused only within a chunk
+        shared = [rows for rows in groups.values() if reuse and len(rows) > 1]
+        alone = [row for rows in groups.values() if not reuse or len(rows) == 1 for row in rows]
         with torch.inference_mode(), adapters_disabled(self.model):
-            for rows in _chunks(np.argsort(-lengths, kind="stable"), self.batch_size):
-                batch = self._left_padded([encoded[i] for i in rows], device)
-                logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :]
-                class_logits = logits.float().index_select(1, class_ids)
-                out[rows] = torch.log_softmax(class_logits, dim=-1).cpu().numpy()
+            for rows, logits in self._plain_chunks(encoded, alone, device):
+                out[rows] = torch.log_softmax(logits.float().index_select(1, class_ids), -1).cpu().numpy()
+            for rows, logits in self._prefix_chunks(encoded, shared, device):
+                out[rows] = torch.log_softmax(logits.float().index_select(1, class_ids), -1).cpu().numpy()
         self.num_evaluations += len(texts)
         return out
+
+    def _plain_chunks(
+        self, encoded: list[list[int]], rows: list[int], device: Any
+    ) -> Iterator[tuple[Any, Any]]:
+        """Yield ``(rows, last-position logits)`` per chunk of whole rows, longest first."""
+        lengths = np.array([len(encoded[row]) for row in rows], dtype=np.int64)
+        order = np.array(rows, dtype=np.int64)[np.argsort(-lengths, kind="stable")]
+        for chunk in _chunks(order, self.batch_size):
+            batch = self._left_padded([encoded[i] for i in chunk], device)
+            self.num_forward_tokens += int(batch["attention_mask"].sum())
+            yield chunk, self.model(**batch, logits_to_keep=1).logits[:, -1, :]
+
+    def _prefix_chunks(
+        self, encoded: list[list[int]], groups: list[list[int]], device: Any
+    ) -> Iterator[tuple[Any, Any]]:
+        """Yield ``(rows, last-position logits)`` per chunk, running each prompt's shared prefix once.
+
+        Groups are ordered by prefix length and rows by suffix length, so a chunk pads little. A
+        group cut by a chunk boundary runs its prefix once in each chunk.
+        """
+        import torch
+
+        prefix_length = {group[0]: _shared_prefix_length([encoded[r] for r in group]) for group in groups}
+        order, owner = [], {}
+        for group in sorted(groups, key=lambda g: -prefix_length[g[0]]):
+            for row in sorted(group, key=lambda r: -len(encoded[r])):
+                order.append(row)
+                owner[row] = group[0]
+        for chunk in _chunks(np.array(order, dtype=np.int64), self.batch_size):
+            heads = list(dict.fromkeys(owner[row] for row in chunk))
+            prefix = self._left_padded([encoded[h][: prefix_length[h]] for h in heads], device)
+            cache = self.model(**prefix, use_cache=True, logits_to_keep=1).cache
+            which = torch.tensor([heads.index(owner[row]) for row in chunk], device=device)
+            cache.batch_select_indices(which)
+            suffix = self._left_padded([encoded[row][prefix_length[owner[row]] :] for row in chunk], device)
+            starts = torch.tensor([prefix_length[owner[row]] for row in chunk], device=device)
+            mask = torch.cat([prefix["attention_mask"][which], suffix["attention_mask"]], dim=1)
+            positions = suffix["position_ids"] + starts[:, None]
+            logits = self.model(input_ids=suffix["input_ids"], attention_mask=mask, position_ids=positions,
+                                cache=cache, logits_to_keep=1).logits[:, -1, :]
+            self.num_forward_tokens += int(prefix["attention_mask"].sum() + suffix["attention_mask"].sum())
+            yield chunk, logits
 
     def _left_padded(self, rows: list[list[int]], device: Any) -> dict[str, Any]:
         import torch
@@ -157,8 +298,8 @@ class LMScorer(BaseScorer):
             input_ids[i, width - len(row) :] = torch.tensor(row)
             mask[i, width - len(row) :] = 1
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
-
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
+                "position_ids": positions.to(device)}
 
 class RuleScorer(BaseScorer):
     """A deterministic stand-in target for the toy task; it loads no model.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prompt_gym.generation import GenerationScorer, is_generation_scorer
 from prompt_gym.models import DEFAULT_MODEL, resolve_model_path, shared_causal_lm
 from prompt_gym.scoring import LMScorer, Scorer
 from prompt_gym.tasks import Task
@@ -13,17 +14,28 @@ Target = str | tuple[Any, Any]
 """A model spec (alias, ``.gguf``, folder, hub id) or a loaded ``(model, tokenizer)`` pair."""
 
 
-def make_scorer(task: Task, target: Target | None = None, scorer: Scorer | None = None, batch_size: int = 32) -> Scorer:
+def make_scorer(
+    task: Task, target: Target | None = None, scorer: Scorer | None = None, batch_size: int = 32,
+    max_new_tokens: int | None = None,
+) -> Scorer:
     """Return the scorer an environment uses.
 
     Precedence: a ready ``scorer``; else ``target`` (a spec or a ``(model, tokenizer)`` pair);
     else the task's own default target (the toy task's rule); else the default model, loaded
     once per process and shared.
 
+    Generation tasks (``task.is_generation``) get a :class:`GenerationScorer` that writes at most
+    ``max_new_tokens`` tokens (default: the task's ``max_new_tokens``).
+
     Raises:
-        ValueError: The scorer's verbalizer differs from the task's.
+        ValueError: The scorer's verbalizer differs from the task's, or a ready scorer is of the
+            wrong kind (classification vs generation) or has another metric.
     """
     if scorer is not None:
+        if is_generation_scorer(scorer) != task.is_generation or getattr(scorer, "metric", "accuracy") != task.metric:
+            raise ValueError(f"Task {task.name!r} needs a {'generation' if task.is_generation else 'classification'} "
+                             f"scorer with metric {task.metric!r}; got {type(scorer).__name__} "
+                             f"(metric {getattr(scorer, 'metric', 'accuracy')!r}).")
         if tuple(scorer.verbalizer) != tuple(task.verbalizer or ()):
             raise ValueError(f"The scorer's verbalizer {scorer.verbalizer} differs from task {task.name!r}'s "
                              f"{task.verbalizer}; build the scorer with the task's verbalizer.")
@@ -31,6 +43,9 @@ def make_scorer(task: Task, target: Target | None = None, scorer: Scorer | None 
     if target is None and task.default_scorer is not None:
         return task.default_scorer(task)
     model, tokenizer = _loaded(target)
+    if task.is_generation:
+        return GenerationScorer(model, tokenizer, task.metric, task.template,
+                                max_new_tokens=max_new_tokens or task.max_new_tokens, batch_size=batch_size)
     return LMScorer(model, tokenizer, task.verbalizer or (), task.template, batch_size=batch_size)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from prompt_gym import data as _data
 from prompt_gym.data import DataError, Example
+from prompt_gym.metrics import check_metric
 
 DEFAULT_TEMPLATE = "{prompt}\nInput: {input}\nOutput:"
 """How the target reads a prompt and one input; the verbalizer word is the next token."""
@@ -40,10 +41,14 @@ class Task:
         verbalizer: One word per class, indexed by label; ``None`` for generation tasks.
         template: Target input template with ``{prompt}`` and ``{input}`` fields.
         manual_prompt: A hand-written prompt, the baseline every learned prompt is compared with.
-        metric: ``"accuracy"`` for classification.
+        metric: ``"accuracy"`` for classification; for generation tasks (``verbalizer=None``) a
+            key of :data:`prompt_gym.metrics.METRICS` (``"exact_match"``, ``"f1"``,
+            ``"contains"``, ``"set_match"``) comparing the target's answer with
+            :attr:`Example.outputs`.
         label_names: Human-readable class names (for logs).
         default_scorer: Builds the task's own target when the user gives none (the toy task's rule
             target); ``None`` means the default language model.
+        max_new_tokens: Generation tasks: the longest answer the target writes, in tokens.
     """
 
     name: str
@@ -54,13 +59,24 @@ class Task:
     metric: str = "accuracy"
     label_names: tuple[str, ...] = ()
     default_scorer: Callable[[Task], Any] | None = None
+    max_new_tokens: int = 16
 
     def __post_init__(self) -> None:
         if "{prompt}" not in self.template or "{input}" not in self.template:
             raise ValueError(f"Task {self.name!r}: the template must contain {{prompt}} and {{input}}.")
+        if self.verbalizer is None:
+            check_metric(self.metric)
+        elif self.metric != "accuracy":
+            raise ValueError(f"Task {self.name!r}: a classification task (with a verbalizer) uses metric "
+                             f"'accuracy', got {self.metric!r}; pass verbalizer=None for a generation task.")
         for split, examples in self.splits.items():
             if not examples:
                 raise DataError(f"Task {self.name!r}: the {split!r} split is empty.")
+
+    @property
+    def is_generation(self) -> bool:
+        """Whether the target writes answers (scored by :attr:`metric`) instead of picking a class."""
+        return self.verbalizer is None
 
     def split(self, name: str) -> list[Example]:
         """Return one split's examples.
@@ -215,6 +231,19 @@ SST2 = ClassificationSpec(
 
 TaskFactory = Callable[..., Task]
 _REGISTRY: dict[str, TaskFactory] = {"toy": lambda **_: _toy_task(), "sst2": SST2.build}
+_SUITE_REGISTERED = False
+
+
+def _registry() -> dict[str, TaskFactory]:
+    """The registry, with the task suite (:mod:`prompt_gym.task_suite`) added on first use."""
+    global _SUITE_REGISTERED
+    if not _SUITE_REGISTERED:
+        _SUITE_REGISTERED = True
+        from prompt_gym.task_suite import suite_factories
+
+        for name, factory in suite_factories().items():
+            _REGISTRY.setdefault(name, factory)
+    return _REGISTRY
 
 
 def register_task(name: str, factory: TaskFactory | Task, *, overwrite: bool = False) -> None:
@@ -225,14 +254,15 @@ def register_task(name: str, factory: TaskFactory | Task, *, overwrite: bool = F
         factory: A ready :class:`Task`, or a callable ``(seed=..., test_split=...) -> Task``.
         overwrite: Replace an existing registration instead of raising.
     """
-    if name in _REGISTRY and not overwrite:
+    registry = _registry()
+    if name in registry and not overwrite:
         raise ValueError(f"Task {name!r} is already registered; pass overwrite=True to replace it.")
-    _REGISTRY[name] = (lambda **_: factory) if isinstance(factory, Task) else factory
+    registry[name] = (lambda **_: factory) if isinstance(factory, Task) else factory
 
 
 def list_tasks() -> list[str]:
     """Return the registered task names."""
-    return sorted(_REGISTRY)
+    return sorted(_registry())
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
@@ -245,9 +275,10 @@ def get_task(name: str, **kwargs: Any) -> Task:
     Raises:
         KeyError: Unknown task (the message lists the known ones).
     """
-    if name not in _REGISTRY:
+    registry = _registry()
+    if name not in registry:
         raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(list_tasks())}.")
-    return _REGISTRY[name](**kwargs)
+    return registry[name](**kwargs)
 
 
 def make_task(
@@ -256,20 +287,31 @@ def make_task(
     train: str | Sequence[Mapping[str, Any]] | Any,
     validation: str | Sequence[Mapping[str, Any]] | Any,
     test: str | Sequence[Mapping[str, Any]] | Any,
-    verbalizer: Sequence[str],
+    verbalizer: Sequence[str] | None = None,
+    metric: str | None = None,
     input_format: str = "{text}",
+    output_field: str = "output",
     template: str = DEFAULT_TEMPLATE,
     manual_prompt: str = "",
+    max_new_tokens: int = 16,
 ) -> Task:
-    """Build a classification task from your own data.
+    """Build a task from your own data: classification (give ``verbalizer``) or generation (give ``metric``).
 
-    Each split is a path to a JSON Lines file, a list of dicts, or a ``datasets.Dataset``; every
-    row needs the fields named in ``input_format`` and an integer ``label`` indexing ``verbalizer``.
+    Each split is a path to a JSON Lines file, a list of dicts, or a ``datasets.Dataset``. Every
+    row needs the fields named in ``input_format``, plus an integer ``label`` indexing
+    ``verbalizer`` (classification) or ``output_field``, a string or a list of acceptable answers
+    (generation; the target writes an answer after the template and ``metric`` scores it).
 
     Raises:
-        DataError: A row lacks a field or has a label outside the verbalizer (names file and line),
-            or a split is empty.
+        ValueError: Neither or both of ``verbalizer`` and ``metric`` given, or an unknown metric.
+        DataError: A row lacks a field, has a label outside the verbalizer or a bad answer list
+            (the message names file and line), or a split is empty.
     """
+    if (verbalizer is None) == (metric is None):
+        raise ValueError(f"Task {name!r}: give either verbalizer=[...] (classification) or metric=... "
+                         f"(generation: one of 'exact_match', 'f1', 'contains', 'set_match').")
+    if metric is not None:
+        check_metric(metric)
     splits = {}
     for split, source in (("train", train), ("validation", validation), ("test", test)):
         if isinstance(source, (str, Path)):
@@ -278,6 +320,10 @@ def make_task(
             rows, origin = [dict(row) for row in source], f"{name}/{split}"
         if not rows:
             raise DataError(f"Task {name!r}: the {split!r} split ({origin}) is empty.")
-        splits[split] = _data.to_examples(rows, input_format, origin, len(verbalizer))
-    return Task(name=name, splits=splits, verbalizer=tuple(verbalizer), template=template,
-                manual_prompt=manual_prompt, label_names=tuple(verbalizer))
+        if verbalizer is not None:
+            splits[split] = _data.to_examples(rows, input_format, origin, len(verbalizer))
+        else:
+            splits[split] = _data.to_examples(rows, input_format, origin, outputs_field=output_field)
+    return Task(name=name, splits=splits, verbalizer=tuple(verbalizer) if verbalizer is not None else None,
+                template=template, manual_prompt=manual_prompt, metric=metric or "accuracy",
+                label_names=tuple(verbalizer or ()), max_new_tokens=max_new_tokens)

@@ -1,0 +1,147 @@
+"""Configuration of the APPO agent: the algorithm (:class:`APPOConfig`) and the model (:class:`ModelConfig`).
+
+Both are plain dataclasses that round-trip through :func:`dataclasses.asdict` (runs log them in
+``results.json`` and checkpoints store them), and validate their fields in ``__post_init__``.
+Defaults follow the StablePrompt code (trl 0.x PPO defaults, see the reference digest §5) unless a
+field says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prompt_gym.models import DEFAULT_MODEL
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class ModelConfig:
+    """The agent LLM and its LoRA adapter.
+
+    Attributes:
+        model: Model spec: a built-in alias, a ``.gguf`` file, a local folder or a hub id. Ignored
+            when the agent is given a loaded model.
+        dtype: Weight dtype (``"float32"``, ``"bfloat16"``...); ``None`` picks bf16 on CUDA, fp32 on CPU.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``).
+        lora_dropout: Dropout on the LoRA input during updates.
+        lora_target_modules: Module names that get LoRA layers; ``None`` uses peft's default for the
+            architecture (``q_proj``/``v_proj`` for Llama-style models).
+    """
+
+    model: str = DEFAULT_MODEL
+    dtype: str | None = None
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.lora_r >= 1, f"lora_r must be a positive integer, got {self.lora_r}.")
+        _check(self.lora_alpha > 0, f"lora_alpha must be positive, got {self.lora_alpha}.")
+        _check(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must lie in [0, 1), got {self.lora_dropout}.")
+        if self.lora_target_modules is not None:
+            _check(len(self.lora_target_modules) > 0, "lora_target_modules must be None or a non-empty list.")
+            self.lora_target_modules = list(self.lora_target_modules)
+
+    def to_peft_config(self) -> Any:
+        """Return the ``peft.LoraConfig`` of the policy (and anchor) adapter."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class APPOConfig:
+    """Hyper-parameters of APPO (PPO whose KL anchor moves only after validated progress).
+
+    Attributes:
+        seed: Seeds torch, numpy and python and the first environment reset.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; used when the agent loads its model.
+        learning_rate: Adam learning rate of the LoRA and value-head parameters (1e-5 in the paper's
+            code, for a 7B model; small models need more, e.g. 1e-4).
+        anneal_lr: Decay the learning rate linearly to 0 over the ``total_updates`` of ``learn``.
+        batch_size: Finished episodes (prompts) per update (4 in the paper's code).
+        minibatch_size: Episodes per gradient step; must divide ``batch_size``.
+        ppo_epochs: Passes over each batch.
+        gamma: Discount of the per-token rewards.
+        gae_lambda: GAE lambda.
+        clip_range: PPO ratio clip epsilon.
+        clip_range_value: Value clip range around the rollout values.
+        vf_coef: Weight of the value loss.
+        kl_coef: beta of the per-token KL penalty ``-beta (log pi - log pi_anchor)``.
+        max_grad_norm: Gradient-norm clip; ``None`` disables clipping (as in the paper's code).
+        whiten_advantages: Normalise advantages over the batch's tokens.
+        temperature: Sampling temperature of the policy (top-k/top-p are off, as in the paper).
+        max_prompt_tokens: Longest prompt the agent writes in text mode; ``None`` reads it from the env.
+        fixed_reference: Ablation "plain PPO": the KL reference is the starting policy and the anchor
+            is never checked, promoted or rolled back.
+        rollback: When the policy is worse than the anchor by more than ``anchor_threshold``, copy
+            the anchor back into the policy. ``False`` is the "no rollback" ablation.
+        reset_optimizer_on_rollback: Clear Adam's moments on rollback (the paper's code forgot this).
+        anchor_check_interval: Updates between anchor checks.
+        anchor_samples: Prompts sampled from the policy and from the anchor at each check (k).
+        anchor_threshold: Validation-accuracy margin (delta) that triggers a promotion or a rollback.
+        pool_size: Best prompts kept, by validation accuracy, deduplicated.
+        final_samples: Prompts sampled from the final policy and scored on validation before the
+            final selection.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    learning_rate: float = 1e-5
+    anneal_lr: bool = False
+    batch_size: int = 4
+    minibatch_size: int = 4
+    ppo_epochs: int = 4
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    clip_range_value: float = 0.2
+    vf_coef: float = 0.1
+    kl_coef: float = 0.2
+    max_grad_norm: float | None = None
+    whiten_advantages: bool = True
+    temperature: float = 1.0
+    max_prompt_tokens: int | None = None
+    fixed_reference: bool = False
+    rollback: bool = True
+    reset_optimizer_on_rollback: bool = True
+    anchor_check_interval: int = 5
+    anchor_samples: int = 2
+    anchor_threshold: float = 0.05
+    pool_size: int = 5
+    final_samples: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
+        _check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
+        _check(
+            1 <= self.minibatch_size <= self.batch_size and self.batch_size % self.minibatch_size == 0,
+            f"minibatch_size ({self.minibatch_size}) must divide batch_size ({self.batch_size}).",
+        )
+        _check(self.ppo_epochs >= 1, f"ppo_epochs must be positive, got {self.ppo_epochs}.")
+        _check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
+        _check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}.")
+        _check(self.clip_range > 0 and self.clip_range_value > 0, "clip_range and clip_range_value must be positive.")
+        _check(self.vf_coef >= 0 and self.kl_coef >= 0, "vf_coef and kl_coef must be non-negative.")
+        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be None or positive.")
+        _check(self.temperature > 0, f"temperature must be positive, got {self.temperature}.")
+        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens must be positive.")
+        _check(self.anchor_check_interval >= 1, "anchor_check_interval must be a positive number of updates.")
+        _check(self.anchor_samples >= 1, f"anchor_samples must be positive, got {self.anchor_samples}.")
+        _check(0.0 <= self.anchor_threshold < 1.0, f"anchor_threshold must lie in [0, 1), got {self.anchor_threshold}.")
+        _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}.")
+        _check(self.final_samples >= 0, f"final_samples must be non-negative, got {self.final_samples}.")

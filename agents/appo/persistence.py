@@ -1,0 +1,116 @@
+"""Saving, loading and checkpointing the APPO agent.
+
+``save``: ``agent.json`` (config + counters), ``adapters/`` (peft ``save_pretrained``: the policy
+adapter at the top, the anchor in ``adapters/anchor/``; safetensors), ``value_heads.safetensors``
+and ``pool.json``. A checkpoint adds ``optimizer.pt`` (optimizer and scheduler ``state_dict``),
+``rng.json`` / ``rng.pt`` (python, numpy, torch and env generators) and ``state.json``.
+Everything is read back with safetensors, JSON or ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prompt_gym import checkpoint as ckpt
+from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.pool import PromptPool
+
+
+def save_agent(agent: Any, path: Path) -> None:
+    """Write what is needed to act and to keep training: config, adapters, value heads, pool."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    ckpt.save_json(path / "agent.json", agent.describe())
+    agent.policy.model.save_pretrained(path / "adapters", selected_adapters=[POLICY, ANCHOR])
+    heads = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in agent.policy.value_head.state_dict().items()}
+    heads |= {f"anchor.{k}": v.detach().cpu().contiguous() for k, v in agent.policy.anchor_value_head.items()}
+    save_file(heads, str(path / "value_heads.safetensors"))
+    ckpt.save_json(path / "pool.json", agent.pool.to_list())
+
+
+def _adapter_file(path: Path, adapter: str) -> Path:
+    folder = path / "adapters" if adapter == POLICY else path / "adapters" / adapter
+    file = folder / "adapter_model.safetensors"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} is missing: {path} is not a complete saved APPO agent.")
+    return file
+
+
+def load_weights(agent: Any, path: Path) -> None:
+    """Load both adapters, the value heads and the pool saved by :func:`save_agent` into ``agent``."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    device = agent.policy.device
+    for adapter in (POLICY, ANCHOR):
+        weights = load_file(str(_adapter_file(path, adapter)), device=str(device))
+        result = set_peft_model_state_dict(agent.policy.model, weights, adapter_name=adapter)
+        missing = [k for k in result.missing_keys if f".{adapter}." in k]
+        if missing:
+            raise ValueError(f"The saved {adapter!r} adapter does not fit this model (missing {missing[:3]}...); "
+                             "load it with the base model and LoRA settings it was trained with.")
+    heads = load_file(str(path / "value_heads.safetensors"), device=str(device))
+    agent.policy.value_head.load_state_dict({k[7:]: v for k, v in heads.items() if k.startswith("policy.")})
+    agent.policy.anchor_value_head = {k[7:]: v for k, v in heads.items() if k.startswith("anchor.")}
+    agent.pool = PromptPool.from_list(ckpt.load_json(path / "pool.json"), agent.config.pool_size)
+
+
+def load_agent(cls: type, path: Path, env: Any = None, **kwargs: Any) -> Any:
+    """Rebuild an agent from :func:`save_agent` output (the model comes from the saved spec unless given)."""
+    meta_file = path / "agent.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{meta_file} is missing: {path} is not a saved APPO agent (see APPOAgent.save).")
+    meta = ckpt.load_json(meta_file)
+    agent = cls(env, APPOConfig(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
+    load_weights(agent, path)
+    _set_counters(agent, meta)
+    return agent
+
+
+def _set_counters(agent: Any, meta: dict[str, Any]) -> None:
+    for name in ("num_updates", "num_timesteps", "promotions", "rollbacks"):
+        setattr(agent, name, int(meta[name]))
+
+
+def write_checkpoint(agent: Any, folder: Path) -> None:
+    """Write the full training state of ``agent`` into ``folder`` (called inside an atomic checkpoint)."""
+    save_agent(agent, folder / "agent")
+    ckpt.save_tensors(folder / "optimizer.pt",
+                      {"optimizer": agent.optimizer.state_dict(), "scheduler": agent.scheduler.state_dict()})
+    rng = ckpt.global_rng_state()
+    envs = agent.env.rng_states() if agent.env is not None else []
+    ckpt.save_json(folder / "rng.json", {"python": rng["python"], "numpy": rng["numpy"], "env": envs})
+    ckpt.save_tensors(folder / "rng.pt", {k: rng[k] for k in ("torch", "cuda") if k in rng})
+    ckpt.save_json(folder / "state.json", {"last_context": agent._last_context})
+
+
+def read_checkpoint(agent: Any, folder: Path) -> None:
+    """Restore ``agent`` from a verified checkpoint folder.
+
+    Raises:
+        ckpt.CheckpointError: The checkpoint was written with a different configuration.
+    """
+    meta = ckpt.load_json(folder / "agent" / "agent.json")
+    if meta["config"] != asdict(agent.config) or meta["model_config"] != asdict(agent.model_config):
+        diff = sorted(k for k, v in (meta["config"] | meta["model_config"]).items()
+                      if (asdict(agent.config) | asdict(agent.model_config)).get(k) != v)
+        raise ckpt.CheckpointError(
+            f"Checkpoint {folder} was written with a different configuration (fields {diff}); resume with the "
+            "settings of the original run, or start a new run."
+        )
+    load_weights(agent, folder / "agent")
+    _set_counters(agent, meta)
+    state = ckpt.load_tensors(folder / "optimizer.pt")
+    agent.optimizer.load_state_dict(state["optimizer"])
+    agent.scheduler.load_state_dict(state["scheduler"])
+    rng = ckpt.load_json(folder / "rng.json") | ckpt.load_tensors(folder / "rng.pt")
+    ckpt.set_global_rng_state(rng)
+    if agent.env is not None and rng["env"]:
+        agent.env.set_rng_states(rng["env"])
+    agent._last_context = ckpt.load_json(folder / "state.json")["last_context"]

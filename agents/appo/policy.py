@@ -1,0 +1,160 @@
+"""The APPO policy: one base LLM carrying two LoRA adapters and a value head.
+
+* adapter ``default``: the trained policy;
+* adapter ``anchor``: a frozen copy, the KL reference; promotion copies ``default`` into it and
+  rollback copies it back;
+* adapters disabled: the untouched base model (the target, when agent and target are one model).
+
+One copy of the base weights serves all three. The base weights are frozen; only the ``default``
+LoRA weights and the value head are trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from prompt_gym.agents.appo.config import ModelConfig
+
+POLICY, ANCHOR = "default", "anchor"
+
+
+class APPOPolicy(nn.Module):
+    """Wraps a causal LM with the policy and anchor adapters and a scalar value head.
+
+    Args:
+        model: A ``transformers`` causal LM without adapters. It is changed in place (peft injects
+            LoRA layers), so a scorer holding the same object keeps working: it disables adapters.
+        model_config: LoRA settings.
+    """
+
+    def __init__(self, model: Any, model_config: ModelConfig) -> None:
+        super().__init__()
+        from peft import PeftModel, get_peft_model
+
+        if isinstance(model, PeftModel) or hasattr(model, "peft_config"):
+            raise ValueError(
+                "The agent model already carries peft adapters; pass the plain base model and let APPO add "
+                "its own 'default' and 'anchor' adapters (load saved adapters with APPOAgent.load)."
+            )
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        self.model = get_peft_model(model, model_config.to_peft_config(), adapter_name=POLICY)
+        self.model.add_adapter(ANCHOR, model_config.to_peft_config())
+        self.model.set_adapter(POLICY)
+        self._pairs = self._adapter_pairs()
+        hidden = model.config.hidden_size
+        self.value_head = nn.Linear(hidden, 1, device=self.device, dtype=torch.float32)
+        nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        nn.init.zeros_(self.value_head.bias)
+        self.anchor_value_head: dict[str, torch.Tensor] = {}
+        self.copy_adapter(POLICY, ANCHOR)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model weights."""
+        return next(self.model.parameters()).device
+
+    def _adapter_pairs(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        named = dict(self.model.named_parameters())
+        pairs = []
+        for name, parameter in named.items():
+            if f".{POLICY}." in name:
+                pairs.append((parameter, named[name.replace(f".{POLICY}.", f".{ANCHOR}.")]))
+        if not pairs:
+            raise RuntimeError("peft added no LoRA parameters; check lora_target_modules against the model's modules.")
+        return pairs
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The policy LoRA weights and the value head (what the optimizer updates)."""
+        return [policy for policy, _ in self._pairs] + list(self.value_head.parameters())
+
+    def adapter_parameters(self, adapter: str) -> list[nn.Parameter]:
+        """The LoRA parameters of ``adapter`` (``"default"`` or ``"anchor"``), in a fixed order."""
+        return [pair[0 if adapter == POLICY else 1] for pair in self._pairs]
+
+    @torch.no_grad()
+    def copy_adapter(self, source: str, target: str) -> None:
+        """Copy the LoRA weights of ``source`` into ``target`` (and the value head with them)."""
+        if {source, target} != {POLICY, ANCHOR}:
+            raise ValueError(f"copy_adapter copies between {POLICY!r} and {ANCHOR!r}, got {source!r} -> {target!r}.")
+        for src, dst in zip(self.adapter_parameters(source), self.adapter_parameters(target), strict=True):
+            dst.copy_(src)
+        if target == ANCHOR:
+            self.anchor_value_head = {k: v.detach().clone() for k, v in self.value_head.state_dict().items()}
+        else:
+            self.value_head.load_state_dict(self.anchor_value_head)
+
+    @contextlib.contextmanager
+    def use_adapter(self, adapter: str) -> Iterator[None]:
+        """Run the model with ``adapter`` active; the anchor stays frozen either way."""
+        if adapter == POLICY:
+            yield
+            return
+        self.model.set_adapter(adapter)
+        try:
+            yield
+        finally:
+            self.model.set_adapter(POLICY)  # also restores requires_grad: policy on, anchor off
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: int, cache: Any = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Run the active adapter on a left-padded batch.
+
+        Args:
+            input_ids: ``(batch, length)`` new tokens.
+            attention_mask: ``(batch, past + length)`` mask over the cache and the new tokens.
+            keep: Number of last positions to return logits and values for.
+            cache: A ``transformers`` cache from an earlier call, or ``None``.
+            use_cache: Return the (updated) cache.
+
+        Returns:
+            ``(logits, values, cache)``: float32 logits ``(batch, keep, vocab)``, values ``(batch, keep)``.
+        """
+        positions = (attention_mask.cumsum(1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=True,
+            logits_to_keep=keep,
+        )
+        hidden = out.hidden_states[-1][:, -keep:].float()
+        values = self.value_head(hidden).squeeze(-1)
+        return out.logits.float(), values, out.get("cache")
+
+    def sequence_logprobs(
+        self, contexts: Sequence[Sequence[int]], actions: Sequence[Sequence[int]], pad_id: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities and values of each episode's action tokens under the active adapter.
+
+        The batch is laid out ``[left padding | context | actions | right padding]``, so every
+        row's actions start in the same column.
+
+        Returns:
+            ``(logprobs, values, mask)``, each ``(batch, max_actions)``; ``values[:, t]`` is the
+            value of the state before action ``t``.
+        """
+        device = self.device
+        width_c = max(len(c) for c in contexts)
+        width_a = max(len(a) for a in actions)
+        ids = torch.full((len(contexts), width_c + width_a), pad_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for row, (context, action) in enumerate(zip(contexts, actions, strict=True)):
+            ids[row, width_c - len(context) : width_c + len(action)] = torch.tensor([*context, *action])
+            attention[row, width_c - len(context) : width_c + len(action)] = 1
+        ids, attention = ids.to(device), attention.to(device)
+        logits, values, _ = self.forward(ids, attention, keep=width_a + 1)
+        logits, values = logits[:, :-1], values[:, :-1]
+        targets = ids[:, width_c:]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        mask = attention[:, width_c:].to(logprobs.dtype)
+        return logprobs * mask, values * mask, mask

@@ -1,0 +1,203 @@
+"""Non-learning baselines: a fixed (manual) prompt, and random search over prompts the untrained LLM writes.
+
+Both implement the :class:`~prompt_gym.agents.base.Agent` interface, so they run in the same loop
+and the same comparison as the learning agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prompt_gym import checkpoint as ckpt
+from prompt_gym.agents.appo.config import ModelConfig
+from prompt_gym.agents.base import Agent
+from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent, _check
+from prompt_gym.agents.pool import PromptPool
+from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
+from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.logging import Logger
+
+
+class ManualAgent(Agent):
+    """Always writes the same prompt: the task's hand-written one, or ``prompt``.
+
+    Args:
+        env: A prompt-gym env (token or text mode, single or vector).
+        prompt: The prompt; ``None`` takes the task's ``manual_prompt``.
+        logger: Where the validation result goes; in memory by default.
+
+    In token mode ``predict`` emits the prompt's tokens one per step, then EOS.
+    """
+
+    name = "manual"
+
+    def __init__(self, env: Any = None, prompt: str | None = None, logger: Logger | None = None) -> None:
+        self.env = EnvAdapter(env) if env is not None else None
+        if prompt is None:
+            if self.env is None:
+                raise ValueError("Give the prompt, or an env whose task has a manual prompt.")
+            prompt = self.env.attr("task").manual_prompt
+        self.prompt = prompt
+        self.logger = logger or Logger()
+        self.pool = PromptPool(1)
+        self.num_timesteps = 0
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[Any, Any]:
+        """The prompt (text mode), or its next token (token mode).
+
+        In token mode ``state`` is each row's position in the prompt (pass ``None`` or set
+        ``episode_start`` at the start of an episode); after the prompt comes EOS.
+        """
+        rows = split_observation(observation)
+        batched = is_batched(observation)
+        if not isinstance(rows[0], dict):
+            return (tuple(self.prompt for _ in rows) if batched else self.prompt), None
+        tokenizer = self.env.attr("tokenizer")
+        ids = [*tokenizer.encode(self.prompt, add_special_tokens=False), tokenizer.eos_token_id]
+        positions = np.zeros(len(rows), dtype=np.int64) if state is None else np.array(state, dtype=np.int64)
+        if episode_start is not None:
+            positions[np.atleast_1d(episode_start).astype(bool)] = 0
+        tokens = np.array([ids[min(p, len(ids) - 1)] for p in positions], dtype=np.int64)
+        return (tokens if batched else int(tokens[0])), positions + 1
+
+    def learn(self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False) -> ManualAgent:
+        """Nothing to learn; returns self."""
+        return self
+
+    def selection_evaluations(self) -> int:
+        """Target evaluations :meth:`select_prompt` spends: the prompt on the validation split."""
+        return len(self.env.attr("task").split("validation"))
+
+    def select_prompt(self) -> dict[str, Any]:
+        """Score the prompt on the validation split; returns the pool entry (``prompt``, ``val_accuracy``...)."""
+        result = evaluate_prompts(self.env.attr("scorer"), self.env.attr("task"), [self.prompt], "validation")[0]
+        self.pool.add(result["prompt"], result["accuracy"], result.get("gap", 0.0))
+        self.logger.record("eval/val_accuracy", result["accuracy"])
+        self.logger.record("eval/best_val_accuracy", result["accuracy"])
+        self.logger.record("time/target_evaluations", self.env.attr("scorer").num_evaluations)
+        self.logger.dump(0)
+        return dict(self.pool.best())
+
+    def save(self, path: str | Path) -> None:
+        """Write ``agent.json`` (the prompt) into the folder ``path``."""
+        Path(path).mkdir(parents=True, exist_ok=True)
+        ckpt.save_json(Path(path) / "agent.json", {"agent": self.name, "prompt": self.prompt})
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> ManualAgent:
+        """Rebuild a saved manual agent."""
+        return cls(env, prompt=ckpt.load_json(Path(path) / "agent.json")["prompt"], **kwargs)
+
+
+@dataclass
+class RandomSearchConfig(LLMAgentConfig):
+    """Random search (APE-style): sample prompts from the untrained agent LLM, keep the best.
+
+    Each batch writes ``batch_size`` prompts, each played as one env episode (its reward is the
+    cheap screening score on the episode's reward batch). Every ``eval_interval`` batches the
+    ``eval_samples`` best-rewarded prompts of the batches since the last check are validated;
+    :meth:`RandomSearchAgent.select_prompt` validates the ``1 + final_samples`` best-rewarded
+    prompts not validated yet, and the pool's best on validation wins.
+
+    Attributes:
+        batch_size: Prompts written per batch (one batched generation).
+    """
+
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
+
+
+class RandomSearchAgent(LLMPromptAgent):
+    """Samples prompts from the untrained LLM for the whole budget; selects on validation (no learning).
+
+    Args:
+        env: A prompt-gym env (single, token or text mode).
+        config: Search settings.
+        model_config: The agent LLM (LoRA settings unused: nothing is trained).
+        model: A loaded causal LM without adapters; ``tokenizer`` with it.
+        tokenizer: The model's tokenizer.
+        logger: Where metrics go.
+
+    Attributes:
+        candidates: Every prompt played so far with its episode reward, ``(reward, prompt)``.
+    """
+
+    name = "random-search"
+
+    def __init__(
+        self, env: Any = None, config: RandomSearchConfig | None = None, model_config: ModelConfig | None = None,
+        model: Any = None, tokenizer: Any = None, logger: Logger | None = None,
+    ) -> None:
+        super().__init__(env, config or RandomSearchConfig(), model_config, model, tokenizer, logger)
+        self.candidates: list[tuple[float, str]] = []
+        self._validated: set[str] = set()
+        self._since_check: list[tuple[float, str]] = []
+
+    def learn(
+        self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False,
+        total_updates: int | None = None,
+    ) -> RandomSearchAgent:
+        """Write and play batches of prompts until ``total_timesteps`` env steps or ``total_updates`` batches."""
+        if total_timesteps is None and total_updates is None:
+            raise ValueError("Give total_timesteps or total_updates.")
+        while not ((total_updates is not None and self.num_updates >= total_updates)
+                   or (total_timesteps is not None and self.num_timesteps >= total_timesteps)):
+            batch = self.play_group(self.config.batch_size, same_meta_prompt=False)
+            scored = [(t.reward, self._decode(t.actions)) for t in batch]
+            self.candidates += scored
+            self._since_check += scored
+            self.num_updates += 1
+            stats = {"rollout/reward": float(np.mean([r for r, _ in scored]))}
+            if self.num_updates % self.config.eval_interval == 0:
+                results = self.validate(self._best_unvalidated(self._since_check, self.config.eval_samples))
+                self._since_check = []
+                self.log_validation(results, stats)
+        return self
+
+    def _best_unvalidated(self, scored: list[tuple[float, str]], count: int) -> list[str]:
+        chosen: list[str] = []
+        for _, prompt in sorted(scored, key=lambda item: -item[0]):
+            if prompt not in self._validated and prompt not in chosen:
+                chosen.append(prompt)
+            if len(chosen) == count:
+                break
+        self._validated.update(chosen)
+        return chosen
+
+    def select_prompt(self) -> dict[str, Any]:
+        """Validate the best-rewarded prompts not validated yet; return the pool's best (validation only)."""
+        fresh = self._best_unvalidated(self.candidates, 1 + self.config.final_samples)
+        if fresh:
+            self.log_validation(self.validate(fresh), {})
+        if self.pool.best() is None:
+            raise RuntimeError("Random search has no prompt yet: call learn() before select_prompt().")
+        return dict(self.pool.best())
+
+    def save(self, path: str | Path) -> None:
+        """Write ``agent.json`` (configs, counters, candidates) and the pool into the folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        ckpt.save_json(path / "agent.json", {
+            "agent": self.name, "config": asdict(self.config), "model_config": asdict(self.model_config),
+            "num_updates": self.num_updates, "num_timesteps": self.num_timesteps,
+            "candidates": self.candidates, "validated": sorted(self._validated), "pool": self.pool.to_list()})
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> RandomSearchAgent:
+        """Rebuild a saved agent (``model=``/``tokenizer=`` pass the LLM instead of loading the saved spec)."""
+        meta = ckpt.load_json(Path(path) / "agent.json")
+        agent = cls(env, RandomSearchConfig(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
+        agent.num_updates, agent.num_timesteps = meta["num_updates"], meta["num_timesteps"]
+        agent.candidates = [(float(r), str(p)) for r, p in meta["candidates"]]
+        agent._validated = set(meta["validated"])
+        agent.pool = PromptPool.from_list(meta["pool"], agent.config.pool_size)
+        return agent

@@ -1,0 +1,274 @@
+"""What every LLM prompt-writing agent shares: acting, playing whole episodes, validating, selecting.
+
+:class:`LLMPromptAgent` holds the agent LLM as an :class:`~prompt_gym.agents.appo.policy.APPOPolicy`
+(LoRA ``default`` = the policy, ``anchor`` = a frozen copy of the starting policy) and samples with
+the APPO :class:`~prompt_gym.agents.appo.generation.Decoder`, so the baselines and the group policy
+gradient write prompts exactly as APPO's starting policy does. Subclasses implement ``learn``.
+
+Episodes are played through the environment's own ``reset``/``step``: the agent writes a batch of
+prompts for one meta-prompt in a single batched generation, then feeds each one to the env (token
+by token in token mode, whole in text mode) and reads the env's reward. ``reset(seed=s)`` with the
+same ``s`` shows the same meta-prompt and reward batch (the env's determinism contract), which is
+how a group of prompts is judged on the same examples.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from prompt_gym.agents.appo.config import ModelConfig
+from prompt_gym.agents.appo.generation import Decoder, DecodeState
+from prompt_gym.agents.appo.policy import POLICY, APPOPolicy
+from prompt_gym.agents.base import Agent
+from prompt_gym.agents.pool import PromptPool
+from prompt_gym.agents.rollout import EnvAdapter, Trajectory, is_batched, split_observation
+from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.logging import Logger
+from prompt_gym.meta_prompts import has_chat_template
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class LLMAgentConfig:
+    """Settings every LLM prompt-writing agent has.
+
+    Attributes:
+        seed: Seeds torch, numpy and python, the first env reset and the agent's own generator.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; used when the agent loads its model.
+        temperature: Sampling temperature (no top-k/top-p, as in the APPO agent).
+        max_prompt_tokens: Longest prompt; ``None`` reads the env's ``max_prompt_tokens``.
+        eval_interval: Updates (batches) between validation checks that feed the prompt pool.
+        eval_samples: Prompts validated at each check.
+        pool_size: Best prompts kept, by validation accuracy.
+        final_samples: Extra prompts validated by :meth:`LLMPromptAgent.select_prompt`.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    temperature: float = 1.0
+    max_prompt_tokens: int | None = None
+    eval_interval: int = 5
+    eval_samples: int = 2
+    pool_size: int = 5
+    final_samples: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.temperature > 0, f"temperature must be positive, got {self.temperature}.")
+        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens must be positive.")
+        _check(self.eval_interval >= 1, f"eval_interval must be a positive number of updates, got {self.eval_interval}.")
+        _check(self.eval_samples >= 1, f"eval_samples must be positive, got {self.eval_samples}.")
+        _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}.")
+        _check(self.final_samples >= 0, f"final_samples must be non-negative, got {self.final_samples}.")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's global generator and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class LLMPromptAgent(Agent):
+    """Base class of agents that write prompts with an LLM.
+
+    Args:
+        env: A prompt-gym env (token or text mode), or ``None`` to act only.
+        config: The agent's settings (a subclass of :class:`LLMAgentConfig`).
+        model_config: Model and LoRA settings.
+        model: A loaded causal LM without adapters (changed in place: LoRA layers are added);
+            loaded from ``model_config.model`` when ``None``.
+        tokenizer: The model's tokenizer (required with ``model``); must be the env's tokenizer.
+        logger: Where metrics go; in memory by default.
+
+    Attributes:
+        pool: The best prompts by validation accuracy.
+        num_updates: Learning steps done (what a subclass calls an update).
+    """
+
+    name = "llm"
+
+    def __init__(
+        self, env: Any, config: LLMAgentConfig, model_config: ModelConfig | None = None, model: Any = None,
+        tokenizer: Any = None, logger: Logger | None = None,
+    ) -> None:
+        self.config = config
+        self.model_config = model_config or ModelConfig()
+        seed_everything(config.seed)
+        if model is None:
+            from prompt_gym.models import shared_causal_lm
+
+            model, tokenizer = shared_causal_lm(self.model_config.model, dtype=self.model_config.dtype,
+                                                device=config.device)
+        elif tokenizer is None:
+            raise ValueError("Pass the model's tokenizer together with the model (tokenizer=...).")
+        self.env = EnvAdapter(env) if env is not None else None
+        if self.env is not None and self.env.is_vector:
+            raise ValueError(f"{type(self).__name__} plays episodes one env at a time; pass gym.make(...), "
+                             "not a vector env.")
+        self.tokenizer = tokenizer
+        self.policy = APPOPolicy(model, self.model_config)
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.decoder = Decoder(self.policy, self.pad_id, config.temperature)
+        self.rng = np.random.default_rng(config.seed)
+        self.pool = PromptPool(config.pool_size)
+        self.logger = logger or Logger()
+        self.num_updates = self.num_timesteps = 0
+        self._first_reset = True
+        self._last_context: list[int] | None = None
+
+    # ------------------------------------------------------------------ acting
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[Any, Any]:
+        """Next token (token mode, KV cache kept in ``state``) or whole prompt (text mode) per row."""
+        rows = split_observation(observation)
+        batched = is_batched(observation)
+        if isinstance(rows[0], dict):
+            tokens, state = self._next_tokens(rows, state, episode_start, deterministic)
+            return (np.asarray(tokens, dtype=np.int64) if batched else tokens[0]), state
+        texts = [text for text, _ in self.write_prompts([self._encode(r) for r in rows], deterministic)]
+        return (tuple(texts) if batched else texts[0]), None
+
+    def _next_tokens(
+        self, rows: list[dict[str, np.ndarray]], state: DecodeState | None, episode_start: Any, deterministic: bool
+    ) -> tuple[list[int], DecodeState]:
+        contexts = [row["input_ids"][row["attention_mask"].astype(bool)].tolist() for row in rows]
+        if state is None or len(state.tokens) != len(rows):
+            state = self.decoder.prefill(contexts)
+        else:
+            starts = np.zeros(len(rows), bool) if episode_start is None else np.atleast_1d(episode_start)
+            restart = [i for i, c in enumerate(contexts) if starts[i] or c[:-1] != state.tokens[i]]
+            if len(restart) < len(rows):
+                self.decoder.feed(state, [None if i in restart else c[-1] for i, c in enumerate(contexts)])
+            if restart:
+                self.decoder.restart(state, restart, [contexts[i] for i in restart])
+        return self.decoder.sample(state, deterministic), state
+
+    def write_prompts(
+        self, contexts: list[list[int]], deterministic: bool = False, adapter: str = POLICY
+    ) -> list[tuple[str, list[int]]]:
+        """Write one prompt per context; returns ``(text, token_ids)`` (ids end with EOS when one was sampled)."""
+        self.policy.eval()
+        with self.policy.use_adapter(adapter):
+            outputs = self.decoder.generate(contexts, self._max_prompt_tokens(), self.eos_id, deterministic)
+        return [(self._decode(ids), ids) for ids in outputs]
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=not has_chat_template(self.tokenizer)))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode([t for t in ids if t != self.eos_id], skip_special_tokens=True).strip()
+
+    # ------------------------------------------------------------------ episodes
+    def play_group(self, size: int, same_meta_prompt: bool) -> list[Trajectory]:
+        """Write ``size`` prompts and play each as one env episode.
+
+        Args:
+            size: Number of prompts (episodes).
+            same_meta_prompt: Judge every prompt on one meta-prompt and reward batch (``reset(seed=s)``
+                with one ``s``); otherwise each episode continues the env's own random stream.
+
+        Returns:
+            One finished :class:`Trajectory` per prompt (reward and final ``info`` filled in).
+        """
+        if self.env is None:
+            raise ValueError("This agent has no environment; pass one to the constructor.")
+        seeds = self._reset_seeds(size, same_meta_prompt)
+        observation = self.env.reset(seed=seeds[0])
+        context = self._context(observation)
+        written = self.write_prompts([context] * size)
+        trajectories = []
+        for index, (_, ids) in enumerate(written):
+            if index > 0:
+                observation = self.env.reset(seed=seeds[index])
+                context = self._context(observation)
+            trajectories.append(self._play(context, ids))
+        self._last_context = context
+        return trajectories
+
+    def _reset_seeds(self, size: int, same: bool) -> list[int | None]:
+        if same:
+            return [int(self.rng.integers(2**31))] * size
+        first = self.config.seed if self._first_reset else None
+        self._first_reset = False
+        return [first] + [None] * (size - 1)
+
+    def _context(self, observation: Any) -> list[int]:
+        row = split_observation(observation)[0]
+        return row["input_ids"][row["attention_mask"].astype(bool)].tolist() if isinstance(row, dict) \
+            else self._encode(row)
+
+    def _play(self, context: list[int], ids: list[int]) -> Trajectory:
+        """Feed one written prompt to the env (whole, or token by token ending with EOS); returns the episode."""
+        text_mode = self.env.action_mode == "text"
+        steps: list[Any] = [self._decode(ids)] if text_mode else [*ids, self.eos_id][: len(ids) or 1]
+        if not text_mode and steps[-1] != self.eos_id and len(steps) < int(self.env.attr("max_prompt_tokens")):
+            steps.append(self.eos_id)  # the agent stopped at its own length limit: end the episode here
+        for fed, action in enumerate(steps, start=1):
+            _, rewards, dones, finals = self.env.step([action])
+            self.num_timesteps += 1
+            if dones[0]:
+                actions = list(ids) if text_mode else steps[:fed]
+                return Trajectory(context, actions or [self.eos_id], float(rewards[0]), dict(finals[0] or {}))
+        raise RuntimeError("The environment did not end the episode after the prompt's last token.")
+
+    # ------------------------------------------------------------------ selection
+    def validate(self, prompts: list[str]) -> list[dict[str, Any]]:
+        """Score prompts on the task's validation split and offer them to the pool."""
+        results = evaluate_prompts(self.env.attr("scorer"), self.env.attr("task"), prompts, split="validation")
+        for result in results:
+            self.pool.add(result["prompt"], result["accuracy"], result.get("gap", 0.0), self.num_updates)
+        return results
+
+    def log_validation(self, results: list[dict[str, Any]], stats: dict[str, float]) -> dict[str, float]:
+        """Add the validation results and the budget counters to ``stats``, then record and dump them."""
+        stats = dict(stats)
+        if results:
+            stats["eval/val_accuracy"] = float(np.mean([r["accuracy"] for r in results]))
+        stats["eval/best_val_accuracy"] = self._best_val()
+        stats["time/target_evaluations"] = int(self.env.attr("scorer").num_evaluations)
+        stats["time/updates"] = self.num_updates
+        stats["time/timesteps"] = self.num_timesteps
+        for key, value in stats.items():
+            self.logger.record(key, value)
+        self.logger.dump(self.num_updates)
+        return stats
+
+    def selection_evaluations(self) -> int:
+        """Most target evaluations :meth:`select_prompt` can spend (reserve this much of a budget)."""
+        return (1 + self.config.final_samples) * len(self.env.attr("task").split("validation"))
+
+    def select_prompt(self) -> dict[str, Any]:
+        """Validate the greedy prompt and ``final_samples`` sampled ones, then return the pool's best.
+
+        The choice uses the validation split only; report its test accuracy separately.
+        """
+        context = self._last_context
+        if context is None:
+            context = self.env.attr("sampler").sample(np.random.default_rng(self.config.seed)).meta_ids
+        written = self.write_prompts([context], deterministic=True)
+        if self.config.final_samples:
+            written += self.write_prompts([context] * self.config.final_samples)
+        self.validate([text for text, _ in written])
+        return dict(self.pool.best())
+
+    def _best_val(self) -> float:
+        best = self.pool.best()
+        return best["val_accuracy"] if best else float("nan")
+
+    def _max_prompt_tokens(self) -> int:
+        if self.config.max_prompt_tokens is not None:
+            return self.config.max_prompt_tokens
+        if self.env is not None:
+            return int(self.env.attr("max_prompt_tokens"))
+        raise ValueError("Set config.max_prompt_tokens (the agent has no env to read it from).")

@@ -1,0 +1,184 @@
+"""Group-baseline policy gradient (the GRPO / RLOO family) on the APPO policy pieces.
+
+Each update draws ``groups_per_update`` meta-prompts and writes ``group_size`` prompts for each;
+every prompt is played as one env episode, and all prompts of a group are judged on the same
+meta-prompt and reward batch (``env.reset(seed=s)`` with one ``s``). No value function:
+
+* advantage ``A_i = R_i - mean_group(R)`` (RLOO uses the leave-one-out mean, which is this times
+  ``G / (G - 1)``), divided by the group's standard deviation when ``scale_by_std`` (GRPO);
+* loss ``-mean_tokens(A_i * log pi(a_t | s_t)) + kl_coef * mean_tokens(KL_t)``, where ``KL_t`` is
+  Schulman's k3 estimator ``exp(q) - q - 1`` with ``q = log pi_ref - log pi`` and the reference is
+  the frozen starting policy (the ``anchor`` adapter, never promoted).
+
+One gradient step per update on freshly sampled prompts (on-policy, so no ratio clipping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prompt_gym import checkpoint as ckpt
+from prompt_gym.agents.appo import loss as L
+from prompt_gym.agents.appo.config import ModelConfig
+from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent, _check
+from prompt_gym.agents.pool import PromptPool
+from prompt_gym.agents.rollout import Trajectory
+from prompt_gym.logging import Logger
+
+
+@dataclass
+class PGGroupConfig(LLMAgentConfig):
+    """Hyper-parameters of the group-baseline policy gradient.
+
+    Attributes:
+        learning_rate: Adam learning rate of the LoRA weights.
+        group_size: Prompts per meta-prompt (G >= 2: a group of one has no baseline).
+        groups_per_update: Meta-prompts per update (episodes per update = both multiplied).
+        scale_by_std: Divide advantages by the group's reward standard deviation (GRPO); off is
+            the plain mean baseline (RLOO up to a constant factor).
+        kl_coef: Weight of the KL penalty to the starting policy.
+        max_grad_norm: Gradient-norm clip; ``None`` disables it.
+    """
+
+    learning_rate: float = 1e-4
+    group_size: int = 4
+    groups_per_update: int = 1
+    scale_by_std: bool = True
+    kl_coef: float = 0.05
+    max_grad_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
+        _check(self.group_size >= 2, f"group_size must be at least 2 (the group mean is the baseline), "
+                                     f"got {self.group_size}.")
+        _check(self.groups_per_update >= 1, f"groups_per_update must be positive, got {self.groups_per_update}.")
+        _check(self.kl_coef >= 0, f"kl_coef must be non-negative, got {self.kl_coef}.")
+        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be None or positive.")
+
+
+def group_advantages(rewards: torch.Tensor, scale_by_std: bool, eps: float = 1e-6) -> torch.Tensor:
+    """Per-episode advantages from ``(groups, group_size)`` rewards: minus the group mean, optionally / std."""
+    advantages = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale_by_std:
+        advantages = advantages / (rewards.std(dim=1, keepdim=True) + eps)
+    return advantages
+
+
+def pg_group_loss(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``-mean(A * log pi) + kl_coef * mean(k3 KL to the reference)`` over action tokens.
+
+    Args:
+        logprobs: ``(episodes, tokens)`` log-probabilities under the policy (with gradients).
+        ref_logprobs: The same under the reference.
+        advantages: ``(episodes,)`` advantages.
+        mask: ``(episodes, tokens)`` action-token mask.
+        kl_coef: Weight of the KL term.
+
+    Returns:
+        ``(loss, stats)`` with ``policy_loss``, ``kl_to_reference`` and ``loss``.
+    """
+    surrogate = -L.masked_mean(advantages[:, None] * logprobs, mask)
+    log_ratio = ref_logprobs - logprobs
+    kl = L.masked_mean(torch.exp(log_ratio) - log_ratio - 1.0, mask)
+    loss = surrogate + kl_coef * kl
+    return loss, {"policy_loss": float(surrogate.detach()), "kl_to_reference": float(kl.detach()),
+                  "loss": float(loss.detach())}
+
+
+class PGGroupAgent(LLMPromptAgent):
+    """Group-baseline policy gradient with a KL penalty to the starting model.
+
+    Args:
+        env: A prompt-gym env (single, token or text mode).
+        config: Algorithm settings.
+        model_config: Model and LoRA settings.
+        model: A loaded causal LM without adapters; ``tokenizer`` with it.
+        tokenizer: The model's tokenizer.
+        logger: Where metrics go.
+    """
+
+    name = "pg-group"
+
+    def __init__(
+        self, env: Any = None, config: PGGroupConfig | None = None, model_config: ModelConfig | None = None,
+        model: Any = None, tokenizer: Any = None, logger: Logger | None = None,
+    ) -> None:
+        super().__init__(env, config or PGGroupConfig(), model_config, model, tokenizer, logger)
+        self.optimizer = torch.optim.Adam(self.policy.adapter_parameters(POLICY), lr=self.config.learning_rate)
+
+    def learn(
+        self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False,
+        total_updates: int | None = None,
+    ) -> PGGroupAgent:
+        """Train until ``total_timesteps`` env steps or ``total_updates`` updates (totals from the start)."""
+        if total_timesteps is None and total_updates is None:
+            raise ValueError("Give total_timesteps or total_updates.")
+        while not ((total_updates is not None and self.num_updates >= total_updates)
+                   or (total_timesteps is not None and self.num_timesteps >= total_timesteps)):
+            groups = [self.play_group(self.config.group_size, same_meta_prompt=True)
+                      for _ in range(self.config.groups_per_update)]
+            stats = self.update(groups)
+            if self.num_updates % self.config.eval_interval == 0:
+                written = self.write_prompts([self._last_context] * self.config.eval_samples)
+                self.log_validation(self.validate([text for text, _ in written]), stats)
+        return self
+
+    def update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
+        """One gradient step on finished groups of episodes; returns the logged statistics."""
+        episodes = [t for group in groups for t in group]
+        contexts, actions = [t.context for t in episodes], [t.actions for t in episodes]
+        rewards = torch.tensor([[t.reward for t in group] for group in groups], dtype=torch.float32)
+        advantages = group_advantages(rewards, self.config.scale_by_std).flatten().to(self.policy.device)
+        with torch.no_grad(), self.policy.use_adapter(ANCHOR):
+            ref_logprobs, _, _ = self.policy.sequence_logprobs(contexts, actions, self.pad_id)
+        self.policy.train()
+        logprobs, _, mask = self.policy.sequence_logprobs(contexts, actions, self.pad_id)
+        loss, stats = pg_group_loss(logprobs, ref_logprobs, advantages, mask, self.config.kl_coef)
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.policy.adapter_parameters(POLICY), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.policy.eval()
+        self.num_updates += 1
+        stats = {f"train/{k}": v for k, v in stats.items()} | {
+            "rollout/reward": float(rewards.mean()),
+            "rollout/reward_group_std": float(rewards.std(dim=1).mean()),
+            "rollout/prompt_tokens": float(np.mean([len(a) for a in actions])),
+        }
+        if all("accuracy" in t.info for t in episodes):
+            stats["rollout/accuracy"] = float(np.mean([t.info["accuracy"] for t in episodes]))
+        return stats
+
+    def save(self, path: str | Path) -> None:
+        """Write ``agent.json`` (configs, counters), the policy adapter (safetensors) and the pool."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.policy.model.save_pretrained(path / "adapters", selected_adapters=[POLICY])
+        ckpt.save_json(path / "agent.json", {
+            "agent": self.name, "config": asdict(self.config), "model_config": asdict(self.model_config),
+            "num_updates": self.num_updates, "num_timesteps": self.num_timesteps, "pool": self.pool.to_list()})
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> PGGroupAgent:
+        """Rebuild a saved agent (``model=``/``tokenizer=`` pass the base LLM instead of loading the saved spec)."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        meta = ckpt.load_json(path / "agent.json")
+        agent = cls(env, PGGroupConfig(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
+        weights = load_file(str(path / "adapters" / "adapter_model.safetensors"), device=str(agent.policy.device))
+        set_peft_model_state_dict(agent.policy.model, weights, adapter_name=POLICY)
+        agent.num_updates, agent.num_timesteps = meta["num_updates"], meta["num_timesteps"]
+        agent.pool = PromptPool.from_list(meta["pool"], agent.config.pool_size)
+        return agent

@@ -1,0 +1,184 @@
+"""The native vector environment: N prompt-tuning episodes in lockstep, one batched target call per step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
+
+from prompt_gym.envs.prompt_tune import PromptTuneEnv
+from prompt_gym.episode import PromptJudge
+from prompt_gym.tasks import Task
+
+
+class PromptTuneVectorEnv(VectorEnv):
+    """``num_envs`` copies of :class:`~prompt_gym.envs.prompt_tune.PromptTuneEnv` sharing one target.
+
+    ## Description
+
+    Runs ``num_envs`` prompt-tuning episodes in lockstep. The sub-environments share one tokenizer,
+    one task and one scorer (one loaded target model), and every prompt that finishes in a step is
+    scored in **one** batched target call (``num_finished x reward_batch_size`` rows), instead of
+    one call per environment. Made by ``gym.make_vec(env_id, num_envs=N)`` (the registered
+    ``vector_entry_point``) or directly.
+
+    Each sub-environment behaves exactly like a single ``PromptTuneEnv`` with the same arguments
+    and seed: sub-environment ``i`` of ``reset(seed=s)`` is ``PromptTuneEnv.reset(seed=s + i)``
+    (Gymnasium's convention), and it is reset without a seed when it autoresets.
+
+    ## Autoreset
+
+    ``metadata["autoreset_mode"]`` is ``AutoresetMode.SAME_STEP``. When a sub-environment's
+    prompt is finished, the step that finishes it returns its reward and ``terminated=True``, and
+    also already resets it: the returned observation is the first one of the next episode, and
+    the last observation and info of the finished episode are in ``info["final_obs"]`` and
+    ``info["final_info"]`` (with the masks ``info["_final_obs"]``/``info["_final_info"]``). No
+    step is wasted on a reset, which matters for text mode, where every episode is one step.
+
+    ## Action Space
+
+    ``batch_space`` of the single action space: ``MultiDiscrete([V] * N)`` token ids in token mode,
+    a ``Tuple`` of ``N`` ``Text`` prompts in text mode (any sequence of ``N`` strings is accepted).
+
+    ## Observation Space
+
+    ``batch_space`` of the single observation space: a ``Dict`` of ``(N, L)`` int64 arrays
+    (``input_ids``, ``attention_mask``) in token mode, a tuple of ``N`` meta-prompt strings in text
+    mode.
+
+    ## Rewards
+
+    As the single environment (0 until a prompt is finished). With
+    ``reward_normalization="zscore"`` the rewards of the prompts finished in one step are
+    normalised to zero mean and unit variance across those prompts (a step where one prompt
+    finishes gives it 0); the raw reward is in ``info["raw_reward"]``.
+
+    ## Episode End
+
+    As the single environment: ``terminated`` at EOS or ``max_prompt_tokens`` (token mode), after
+    one step (text mode); ``truncated`` is always False.
+
+    ## Info
+
+    The single environment's keys, batched by Gymnasium's rule (``info[key][i]`` with the mask
+    ``info["_" + key]``), plus ``final_obs`` and ``final_info`` on the steps that finish prompts.
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``num_envs`` | 1 | number of episodes run in lockstep |
+    | ``task`` | ``"sst2"`` | as ``PromptTuneEnv`` (loaded once) |
+    | ``reward`` / ``reward_kwargs`` | ``"stableprompt"`` | as ``PromptTuneEnv`` |
+    | ``reward_normalization`` | ``None`` | ``"zscore"``: normalise the rewards of one step |
+    | ``render_mode`` | ``None`` | ``"ansi"``: ``render()`` returns one string per episode |
+    | ``**env_kwargs`` | | other ``PromptTuneEnv`` arguments (``action_mode``, ``target``, ``scorer``...) |
+
+    ## Example
+
+    >>> import gymnasium as gym
+    >>> import prompt_gym
+    >>> envs = gym.make_vec("PromptTune-Toy-v0", num_envs=4, action_mode="text")
+    >>> obs, info = envs.reset(seed=0)
+    >>> obs, rewards, terminated, truncated, info = envs.step(["Classify the review sentiment"] * 4)
+    >>> bool(terminated.all()), info["final_info"]["accuracy"].shape
+    (True, (4,))
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        task: str | Task = "sst2",
+        *,
+        reward: str = "stableprompt",
+        reward_kwargs: dict[str, Any] | None = None,
+        reward_normalization: str | None = None,
+        render_mode: str | None = None,
+        **env_kwargs: Any,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be positive, got {num_envs}.")
+        common = {"reward": reward, "reward_kwargs": reward_kwargs, "render_mode": render_mode}
+        first = PromptTuneEnv(task, **common, **env_kwargs)
+        shared = {**env_kwargs, "tokenizer": first.tokenizer, "scorer": first.scorer}
+        self.envs = [first] + [PromptTuneEnv(first.task, **common, **shared) for _ in range(num_envs - 1)]
+        self.judge = PromptJudge(first.scorer, reward, reward_kwargs, normalize=reward_normalization)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.task, self.tokenizer, self.scorer = first.task, first.tokenizer, first.scorer
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.observation_space = batch_space(first.observation_space, num_envs)
+        self.action_space = batch_space(first.action_space, num_envs)
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset the sub-environments (all, or those in ``options["reset_mask"]``).
+
+        Args:
+            seed: ``None`` (fresh entropy), an int ``s`` (sub-environment ``i`` gets ``s + i``) or
+                one seed per sub-environment.
+            options: Passed to each sub-environment; ``"reset_mask"`` (a boolean array of shape
+                ``(num_envs,)``) resets only the marked ones.
+        """
+        if seed is None or isinstance(seed, int):
+            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"Pass one seed per sub-environment ({self.num_envs}), got {len(seeds)}.")
+        options = dict(options or {})
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)))
+        if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+            raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},).")
+        infos: dict[str, Any] = {}
+        for i, env in enumerate(self.envs):
+            if mask[i]:
+                infos = self._add_info(infos, env.reset(seed=seeds[i], options=options)[1], i)
+        return self._observations(), infos
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Apply one action per sub-environment; score every finished prompt in one target call."""
+        actions = list(iterate(self.action_space, actions))
+        if len(actions) != self.num_envs:
+            raise ValueError(f"Expected one action per sub-environment ({self.num_envs}), got {len(actions)}")
+        acted = [env._act(action) for env, action in zip(self.envs, actions, strict=True)]
+        finished = [i for i, (done, _) in enumerate(acted) if done]
+        prompts = [acted[i][1]["prompt"] for i in finished]
+        results = self.judge.judge(prompts, [self.envs[i]._episode.reward_examples for i in finished])
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminations = np.zeros(self.num_envs, dtype=np.bool_)
+        infos: dict[str, Any] = {}
+        for i, result in zip(finished, results, strict=True):
+            rewards[i] = result.pop("reward")
+            terminations[i] = True
+            final = {"final_obs": self.envs[i]._observation(), "final_info": acted[i][1] | result}
+            infos = self._add_info(infos, final, i)
+            acted[i] = (True, self.envs[i].reset()[1])
+        for i, (_, info) in enumerate(acted):
+            infos = self._add_info(infos, info, i)
+        return self._observations(), rewards, terminations, np.zeros(self.num_envs, dtype=np.bool_), infos
+
+    def render(self) -> tuple[str | None, ...] | None:
+        """Return each sub-environment's text (``render_mode="ansi"``)."""
+        if self.render_mode != "ansi":
+            return None
+        return tuple(env.render() for env in self.envs)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Close the sub-environments (the shared target stays loaded for other users)."""
+        for env in self.envs:
+            env.close()
+
+    def _observations(self) -> Any:
+        space, observations = self.single_observation_space, [env._observation() for env in self.envs]
+        return concatenate(space, observations, create_empty_array(space, self.num_envs))

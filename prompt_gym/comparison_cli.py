@@ -1,0 +1,73 @@
+"""The ``prompt-gym compare`` subcommand (argument parsing only; the work is in :mod:`prompt_gym.comparison`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from prompt_gym.comparison import CompareConfig, run_comparison
+
+    try:
+        config = CompareConfig(
+            env_id=args.env, agents=_csv(args.agents), budget=args.budget, seeds=args.seeds, out=args.out,
+            agent_model=args.agent_model, env_kwargs=args.env_kwargs, agent_options=args.agent_options,
+            vary_data=not args.fixed_data, checkpoint_every=args.checkpoint_every)
+        run_comparison(config)
+    except ValueError as error:
+        raise SystemExit(f"prompt-gym compare: {error}") from None
+    print((config.out / "results.md").read_text(encoding="utf-8"))
+    print(f"table: {config.out / 'results.md'} and results.csv; curves: {config.out / 'learning_curves.png'}")
+    return 0
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``compare`` to the ``prompt-gym`` subcommands."""
+    from prompt_gym.agents.registry import AGENTS
+
+    agents = "; ".join(f"{name}: {spec.summary}" for name, spec in AGENTS.items())
+    compare = sub.add_parser(
+        "compare", help="compare agents on one env under one budget of target evaluations",
+        description="Run every agent for every seed under the same budget of target-LLM evaluations, select each "
+                    "run's prompt on validation, report test accuracy; writes results.md/.csv and "
+                    "learning_curves.png. Rerun the same command to resume. Agents: " + agents)
+    compare.add_argument("--env", default="PromptTune-SST2-v0", help="environment id (see `prompt-gym envs`)")
+    compare.add_argument("--agents", default="appo,ppo,pg-group,random-search,manual,sb3:ppo",
+                         help="comma-separated agent names")
+    compare.add_argument("--budget", type=int, required=True,
+                         help="target-LLM evaluations (prompt x example pairs) per run, prompt selection included")
+    compare.add_argument("--seeds", type=_seeds, default=[13, 21, 42], help="comma-separated seeds (default 13,21,42)")
+    compare.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+    compare.add_argument("--agent-model", help="agent LLM spec (default: the default model; a tiny LM on the toy env)")
+    compare.add_argument("--env-kwargs", type=_json_object, default={},
+                         help='extra gym.make arguments as JSON, e.g. \'{"reward_batch_size": 8}\'')
+    compare.add_argument("--agent-options", type=_json_object, default={},
+                         help='per-agent config fields as JSON, e.g. \'{"appo": {"learning_rate": 1e-4}}\'')
+    compare.add_argument("--fixed-data", action="store_true",
+                         help="keep the env's few-shot split for every seed (default: data_seed = seed)")
+    compare.add_argument("--checkpoint-every", type=int, default=5,
+                         help="updates between checkpoints of resumable agents (appo, ppo)")
+    compare.set_defaults(run=_compare)

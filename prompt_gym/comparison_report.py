@@ -1,0 +1,142 @@
+"""Tables and learning curves of a comparison (:mod:`prompt_gym.comparison`).
+
+* ``results.md`` / ``results.csv``: one row per agent, aggregated over seeds: test accuracy mean
+  and (sample) std, validation accuracy of the selected prompt, evaluations used, wall time,
+  updates, and APPO's promotions/rollbacks (summed over seeds);
+* ``runs.csv``: one row per (agent, seed) with the selected prompt;
+* ``learning_curves.png``: per agent, the best validation accuracy found so far against target
+  evaluations, held constant between checks, averaged over seeds with a min-max band.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RUN_COLUMNS = ("agent", "seed", "test_accuracy", "val_accuracy", "evaluations", "budget", "wall_time_s",
+               "num_updates", "promotions", "rollbacks", "resumed_from_update", "prompt")
+
+
+def _group(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(result["agent"], []).append(result)
+    return groups
+
+
+def _std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per agent (in first-seen order) with the aggregates of its runs."""
+    rows = []
+    for agent, runs in _group(results).items():
+        test = [r["test_accuracy"] for r in runs]
+        promotions = [r["promotions"] for r in runs if r.get("promotions") is not None]
+        rollbacks = [r["rollbacks"] for r in runs if r.get("rollbacks") is not None]
+        rows.append({
+            "agent": agent, "seeds": len(runs), "test_mean": float(np.mean(test)), "test_std": _std(test),
+            "val_mean": float(np.mean([r["val_accuracy"] for r in runs])),
+            "evaluations_mean": float(np.mean([r["evaluations"] for r in runs])),
+            "evaluations_max": int(max(r["evaluations"] for r in runs)),
+            "wall_time_s_mean": float(np.mean([r["wall_time_s"] for r in runs])),
+            "updates_mean": float(np.mean([r["num_updates"] for r in runs])),
+            "promotions": int(sum(promotions)) if promotions else None,
+            "rollbacks": int(sum(rollbacks)) if rollbacks else None,
+        })
+    return rows
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], budget: int) -> str:
+    """The agent table as Markdown."""
+    def dash(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    lines = [
+        f"| agent | seeds | test acc. (mean ± std) | val acc. of selected | evaluations used (mean / max of {budget}) "
+        "| wall time (s, mean) | updates (mean) | promotions / rollbacks (sum) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['agent']} | {row['seeds']} | {row['test_mean']:.3f} ± {row['test_std']:.3f} | "
+            f"{row['val_mean']:.3f} | {row['evaluations_mean']:.0f} / {row['evaluations_max']} | "
+            f"{row['wall_time_s_mean']:.0f} | {row['updates_mean']:.1f} | "
+            f"{dash(row['promotions'])} / {dash(row['rollbacks'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def curve_band(curves: Sequence[Sequence[Sequence[float]]], grid: np.ndarray) -> np.ndarray:
+    """Step-interpolate each run's ``[[x, y], ...]`` curve onto ``grid`` (NaN before its first point).
+
+    Returns:
+        ``(runs, len(grid))`` values.
+    """
+    out = np.full((len(curves), len(grid)), np.nan)
+    for row, curve in enumerate(curves):
+        points = np.asarray(curve, dtype=float).reshape(-1, 2)
+        points = points[np.argsort(points[:, 0], kind="stable")]
+        index = np.searchsorted(points[:, 0], grid, side="right") - 1
+        out[row] = np.where(index >= 0, points[np.clip(index, 0, None), 1], np.nan)
+    return out
+
+
+def plot_learning_curves(results: Sequence[dict[str, Any]], path: Path, budget: int, title: str = "") -> Path:
+    """One PNG: best validation accuracy so far vs target evaluations, mean over seeds and min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0, budget, 201)
+    fig, axis = plt.subplots(figsize=(7.5, 4.5))
+    for agent, runs in _group(results).items():
+        values = curve_band([r["curve"] for r in runs], grid)
+        seen = ~np.all(np.isnan(values), axis=0)
+        if not seen.any():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # columns where only some seeds have a point yet
+            mean, low, high = np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+        style = "--" if all(r["num_updates"] == 0 for r in runs) else "-"  # non-learning baselines: dashed
+        (line,) = axis.plot(grid[seen], mean[seen], style, drawstyle="steps-post", label=f"{agent} (n={len(runs)})")
+        axis.fill_between(grid[seen], low[seen], high[seen], step="post", alpha=0.2, color=line.get_color())
+    axis.set_xlabel("target-LLM evaluations (prompt x example pairs)")
+    axis.set_ylabel("best validation accuracy so far")
+    axis.set_xlim(0, budget)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize="small")
+    axis.set_title(title or "learning curves (mean over seeds, min-max band)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(results: Sequence[dict[str, Any]], out: Path, budget: int, title: str = "") -> dict[str, Path]:
+    """Write ``results.md``, ``results.csv``, ``runs.csv`` and ``learning_curves.png`` into ``out``."""
+    out = Path(out)
+    rows = summarize(results)
+    paths = {"markdown": out / "results.md", "csv": out / "results.csv", "runs": out / "runs.csv",
+             "plot": out / "learning_curves.png"}
+    header = f"# Algorithm comparison: {title}\n\n" if title else ""
+    note = ("Test accuracy of each run's prompt, selected on validation only; every run spends at most the "
+            "budget of target-LLM evaluations (selection included, test excluded).\n\n")
+    paths["markdown"].write_text(header + note + markdown_table(rows, budget), encoding="utf-8")
+    _write_csv(paths["csv"], rows, list(rows[0]) if rows else ["agent"])
+    _write_csv(paths["runs"], results, RUN_COLUMNS)
+    plot_learning_curves(results, paths["plot"], budget, title)
+    return paths

@@ -1,0 +1,149 @@
+"""Target scoring for generation tasks: the target writes an answer, the task metric scores it.
+
+:class:`GenerationScorer` runs a Hugging Face causal LM greedily on ``template(prompt, input)``
+(left-padded batches with an attention mask) and keeps only the newly generated tokens, so text the
+prompt itself contains (an ``Output:`` in a learned prompt, say) can never leak into the answer.
+The answer is the first non-empty line of that continuation, stripped. The metric (see
+:mod:`prompt_gym.metrics`) compares it with the example's acceptable answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from prompt_gym.metrics import check_metric, score_answer
+from prompt_gym.scoring import render
+from prompt_gym.tasks import DEFAULT_TEMPLATE
+
+
+def extract_answer(continuation: str) -> str:
+    """Return the first non-empty line of the target's continuation, stripped ("" if none)."""
+    return next((line.strip() for line in continuation.splitlines() if line.strip()), "")
+
+
+def is_generation_scorer(scorer: Any) -> bool:
+    """Whether ``scorer`` is a generation target (it has ``score_outputs``)."""
+    return callable(getattr(scorer, "score_outputs", None))
+
+
+class BaseGenerationScorer:
+    """Implements metric scoring on top of a subclass's :meth:`generate_pairs`.
+
+    Attributes:
+        metric: Name of the task metric (a key of :data:`prompt_gym.metrics.METRICS`).
+        verbalizer: Always ``()``: generation tasks have no class words.
+        num_evaluations: Number of (prompt, input) pairs answered so far (the budget unit).
+    """
+
+    verbalizer: tuple[str, ...] = ()
+
+    def __init__(self, metric: str) -> None:
+        self.metric = check_metric(metric)
+        self.num_evaluations = 0
+
+    def generate_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> list[str]:
+        """Return the target's answer to ``inputs[i]`` when it reads ``prompts[i]``."""
+        raise NotImplementedError
+
+    def score_outputs(
+        self, prompts: Sequence[str], inputs: Sequence[str], outputs: Sequence[Sequence[str]]
+    ) -> np.ndarray:
+        """Answer every pair and score it against ``outputs[i]`` (acceptable answers); shape ``(N,)``."""
+        answers = self.generate_pairs(prompts, inputs)
+        pairs = zip(answers, outputs, strict=True)
+        return np.array([score_answer(self.metric, answer, gold) for answer, gold in pairs])
+
+
+class GenerationScorer(BaseGenerationScorer):
+    """Greedy answers from a causal LM, scored by the task metric.
+
+    Rows are sorted by length and generated in batches of ``batch_size``; a batch stops as soon as
+    every row has finished a non-empty line (or emitted EOS) or after ``max_new_tokens``.
+
+    Args:
+        model: A causal LM (``transformers``); peft adapters are disabled while it answers.
+        tokenizer: Its tokenizer.
+        metric: The task metric.
+        template: Target template with ``{prompt}`` and ``{input}``.
+        max_new_tokens: Longest answer in tokens.
+        batch_size: Rows per ``generate`` call.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        metric: str,
+        template: str = DEFAULT_TEMPLATE,
+        max_new_tokens: int = 16,
+        batch_size: int = 16,
+    ) -> None:
+        super().__init__(metric)
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError(
+                f"max_new_tokens and batch_size must be positive, got {max_new_tokens}, {batch_size}.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def generate_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> list[str]:
+        """Return the target's answer (first line of its greedy continuation) for each pair."""
+        import torch
+
+        from prompt_gym.models import adapters_disabled
+
+        texts = [render(self.template, p, source) for p, source in zip(prompts, inputs, strict=True)]
+        encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        answers = [""] * len(texts)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode(), adapters_disabled(self.model):
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                input_ids, mask = self._left_padded([encoded[i] for i in rows], device)
+                generated = self.model.generate(
+                    input_ids=input_ids, attention_mask=mask, do_sample=False,
+                    max_new_tokens=self.max_new_tokens, pad_token_id=self.pad_id,
+                    stopping_criteria=[_LineDone(self.tokenizer, input_ids.shape[1])],
+                )
+                for row, ids in zip(rows, generated[:, input_ids.shape[1] :].tolist(), strict=True):
+                    answers[row] = extract_answer(self.tokenizer.decode(ids, skip_special_tokens=True))
+        self.num_evaluations += len(texts)
+        return answers
+
+    def _left_padded(self, rows: list[list[int]], device: Any) -> tuple[Any, Any]:
+        import torch
+
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        return input_ids.to(device), mask.to(device)
+
+
+class _LineDone:
+    """Stopping criterion: a row is done once its continuation holds a finished non-empty line."""
+
+    def __init__(self, tokenizer: Any, prompt_width: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = [self._finished(self.tokenizer.decode(row[self.prompt_width :], skip_special_tokens=True))
+                for row in input_ids.tolist()]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    @staticmethod
+    def _finished(text: str) -> bool:
+        head, newline, _ = text.lstrip().partition("\n")
+        return bool(head.strip() and newline)

@@ -1,0 +1,97 @@
+"""A small metrics logger: ``record(key, value)`` then ``dump(step)``, written to JSON Lines, stdout and TensorBoard.
+
+Keys are namespaced like Stable-Baselines3's: ``rollout/reward``, ``rollout/accuracy``,
+``train/approx_kl``, ``train/clip_fraction``, ``anchor/kl``, ``anchor/promotions``,
+``anchor/rollbacks``, ``eval/val_accuracy``, ``time/target_evaluations``. The TensorBoard writer
+is used when ``tensorboard`` is installed (``pip install prompt-gym[tensorboard]``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def _tensorboard_writer(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+class Logger:
+    """Collects scalars for one step and writes them out together.
+
+    Args:
+        folder: Where ``log.jsonl`` and the TensorBoard events go; ``None`` keeps records in memory only.
+        stdout: Also print each dump as a small table.
+        tensorboard: Write TensorBoard events when tensorboard is importable.
+        stream: Where the table goes (default ``sys.stdout``).
+
+    Attributes:
+        history: Every dumped record (``{"step": ..., key: value, ...}``), in order.
+    """
+
+    def __init__(
+        self, folder: str | Path | None = None, stdout: bool = False, tensorboard: bool = True, stream: TextIO | None = None
+    ) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.stdout = stdout
+        self.stream = stream or sys.stdout
+        self.history: list[dict[str, Any]] = []
+        self._values: dict[str, float] = {}
+        self._jsonl: TextIO | None = None
+        self._tb: Any = None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._jsonl = (self.folder / "log.jsonl").open("a", encoding="utf-8")
+            self._tb = _tensorboard_writer(self.folder) if tensorboard else None
+
+    @property
+    def has_tensorboard(self) -> bool:
+        """Whether TensorBoard events are being written."""
+        return self._tb is not None
+
+    def record(self, key: str, value: float) -> None:
+        """Set ``key`` to ``value`` for the next :meth:`dump` (a later record of the same key wins)."""
+        if "/" not in key:
+            raise ValueError(f"Log keys are namespaced 'group/name' (e.g. 'train/approx_kl'), got {key!r}.")
+        self._values[key] = float(value)
+
+    def dump(self, step: int) -> dict[str, Any]:
+        """Write the recorded values for ``step`` everywhere and clear them; returns the record."""
+        record = {"step": int(step)} | {k: (None if math.isnan(v) else v) for k, v in sorted(self._values.items())}
+        self._values.clear()
+        self.history.append(record)
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and value is not None:
+                    self._tb.add_scalar(key, value, step)
+            self._tb.flush()
+        if self.stdout:
+            width = max(len(k) for k in record)
+            lines = [f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in record.items()]
+            print("\n".join(["-" * (width + 12), *lines]), file=self.stream)
+        return record
+
+    def close(self) -> None:
+        """Close the files."""
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``log.jsonl`` file back into records."""
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

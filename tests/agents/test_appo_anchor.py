@@ -1,0 +1,132 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+
+
+def snapshot(params):
+    return [p.detach().clone() for p in params]
+
+
+def same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def base_params(agent):
+    return [p for n, p in agent.policy.model.named_parameters() if "lora_" not in n]
+
+
+def test_update_trains_policy_only(make_agent):
+    agent = make_agent()
+    base, anchor = snapshot(base_params(agent)), snapshot(agent.policy.adapter_parameters(ANCHOR))
+    policy = snapshot(agent.policy.adapter_parameters(POLICY))
+    assert same(policy, anchor)  # the anchor starts as the starting policy
+    agent.learn(total_updates=2, progress_bar=False)
+    assert agent.num_updates == 2
+    assert not same(policy, agent.policy.adapter_parameters(POLICY))
+    assert same(anchor, agent.policy.adapter_parameters(ANCHOR))
+    assert same(base, base_params(agent))
+    record = agent.logger.history[-1]
+    for key in ("rollout/reward", "rollout/accuracy", "train/approx_kl", "train/clip_fraction", "anchor/kl",
+                "time/target_evaluations"):
+        assert key in record
+
+
+def test_promotion_copies_policy_then_kl_grows(make_agent):
+    agent = make_agent()
+    agent.learn(total_updates=2, progress_bar=False)
+    agent.promote()
+    assert same(agent.policy.adapter_parameters(POLICY), agent.policy.adapter_parameters(ANCHOR))
+    assert agent.promotions == 1
+    agent.learn(total_updates=3, progress_bar=False)
+    assert agent.logger.history[-1]["anchor/kl"] == pytest.approx(0.0, abs=1e-6)  # batch drawn right after promotion
+    agent.learn(total_updates=4, progress_bar=False)
+    assert abs(agent.logger.history[-1]["anchor/kl"]) > 1e-6
+    assert not same(agent.policy.adapter_parameters(POLICY), agent.policy.adapter_parameters(ANCHOR))
+
+
+def test_rollback_restores_anchor_and_clears_optimizer(make_agent):
+    agent = make_agent()
+    anchor = snapshot(agent.policy.adapter_parameters(ANCHOR))
+    head = {k: v.clone() for k, v in agent.policy.value_head.state_dict().items()}
+    agent.learn(total_updates=2, progress_bar=False)
+    assert len(agent.optimizer.state) > 0
+    assert not same(anchor, agent.policy.adapter_parameters(POLICY))
+    agent.rollback()
+    assert same(anchor, agent.policy.adapter_parameters(POLICY))
+    assert same(anchor, agent.policy.adapter_parameters(ANCHOR))
+    assert all(torch.equal(head[k], v) for k, v in agent.policy.value_head.state_dict().items())
+    assert len(agent.optimizer.state) == 0
+    assert agent.rollbacks == 1
+    agent.learn(total_updates=3, progress_bar=False)  # the optimizer still drives the policy parameters
+    assert not same(anchor, agent.policy.adapter_parameters(POLICY))
+
+
+@pytest.mark.parametrize(("policy_acc", "anchor_acc", "rollback", "expected"), [
+    (0.9, 0.5, True, (1, 0)),
+    (0.5, 0.9, True, (0, 1)),
+    (0.5, 0.9, False, (0, 0)),
+    (0.52, 0.5, True, (0, 0)),
+])
+def test_anchor_check_decisions(make_agent, policy_acc, anchor_acc, rollback, expected):
+    agent = make_agent(rollback=rollback, anchor_samples=2, anchor_threshold=0.05)
+    agent.learn(total_updates=1, progress_bar=False)
+    calls = []
+
+    def fake_validate(prompts):
+        calls.append(list(prompts))
+        return [{"prompt": p, "accuracy": policy_acc if i < 2 else anchor_acc, "gap": 0.0}
+                for i, p in enumerate(prompts)]
+
+    agent.validate = fake_validate
+    stats = agent.anchor_check(agent._last_context)
+    assert len(calls[0]) == 4  # k policy + k anchor prompts, scored together
+    assert (agent.promotions, agent.rollbacks) == expected
+    assert stats["anchor/delta"] == pytest.approx(policy_acc - anchor_acc)
+
+
+def test_anchor_check_runs_on_schedule_and_uses_validation(make_agent):
+    agent = make_agent(anchor_check_interval=2, anchor_samples=2)
+    splits = []
+    original = agent.validate
+
+    def spy(prompts):
+        splits.append(len(prompts))
+        return original(prompts)
+
+    agent.validate = spy
+    agent.learn(total_updates=4, progress_bar=False)
+    assert splits == [4, 4]
+    checks = [r for r in agent.logger.history if "anchor/anchor_val_accuracy" in r]
+    assert [r["step"] for r in checks] == [2, 4]
+    assert all("eval/val_accuracy" in r and "anchor/promotions" in r and "anchor/rollbacks" in r for r in checks)
+    assert agent.pool.best() is not None
+
+
+def test_fixed_reference_never_touches_anchor(make_agent):
+    agent = make_agent(fixed_reference=True, anchor_check_interval=1, anchor_threshold=0.0)
+    anchor = snapshot(agent.policy.adapter_parameters(ANCHOR))
+    agent.learn(total_updates=3, progress_bar=False)
+    assert same(anchor, agent.policy.adapter_parameters(ANCHOR))
+    assert (agent.promotions, agent.rollbacks) == (0, 0)
+    assert all("eval/val_accuracy" in r and "anchor/delta" not in r for r in agent.logger.history)
+
+
+def test_shared_weights_target_reads_base_model(fresh_tiny_lm):
+    """Agent and target are one model: the target's scores do not move while the policy trains."""
+    from prompt_gym.agents.appo.agent import APPOAgent
+    from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+
+    model, tokenizer = fresh_tiny_lm
+    env = gym.make("PromptTune-Toy-v0", target=(model, tokenizer), tokenizer=tokenizer, max_prompt_tokens=3,
+                   num_demos=1, reward_batch_size=2)
+    scorer = env.unwrapped.scorer
+    inputs = [e.input for e in env.unwrapped.task.split("validation")[:3]]
+    before = scorer.score(["classify it"], inputs)
+    agent = APPOAgent(env, APPOConfig(seed=0, learning_rate=5e-2, batch_size=2, minibatch_size=2, ppo_epochs=1),
+                      ModelConfig(lora_target_modules=["q_proj", "v_proj"]), model=model, tokenizer=tokenizer)
+    assert agent.policy.model.base_model.model is model  # one copy of the weights
+    agent.learn(total_updates=2, progress_bar=False)
+    np.testing.assert_allclose(scorer.score(["classify it"], inputs), before, atol=1e-5)

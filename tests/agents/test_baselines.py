@@ -1,0 +1,143 @@
+"""Manual prompt, random search and the group-baseline policy gradient on the toy env with a tiny LM."""
+
+from __future__ import annotations
+
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import prompt_gym  # noqa: F401
+from prompt_gym.agents import AGENTS, make_agent
+from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.baselines import ManualAgent, RandomSearchAgent, RandomSearchConfig
+from prompt_gym.agents.pg_group import PGGroupAgent, PGGroupConfig, group_advantages, pg_group_loss
+from prompt_gym.testing import build_tiny_lm
+
+TOY_VALIDATION = 8
+TOY_EPISODE = 8  # reward_batch_size of PromptTune-Toy-v0
+
+
+def toy(action_mode="text"):
+    return gym.make("PromptTune-Toy-v0", action_mode=action_mode)
+
+
+def tiny(env):
+    tokenizer = env.unwrapped.tokenizer
+    return {"model": build_tiny_lm(tokenizer), "tokenizer": tokenizer}
+
+
+def test_registry_names_and_unknown_agent():
+    assert {"appo", "ppo", "pg-group", "random-search", "manual", "sb3:ppo", "sb3:a2c"} <= set(AGENTS)
+    with pytest.raises(ValueError, match="Unknown agent 'grpo'.*pg-group"):
+        make_agent("grpo", toy())
+
+
+def test_ppo_is_appo_with_a_fixed_reference():
+    env = toy()
+    ppo = make_agent("ppo", env, seed=3, **tiny(env))
+    appo = make_agent("appo", env, seed=3, **tiny(env))
+    assert ppo.config.fixed_reference and not appo.config.fixed_reference
+    assert ppo.config.seed == 3
+
+
+@pytest.mark.parametrize("action_mode", ["token", "text"])
+def test_manual_agent_writes_the_task_prompt(action_mode):
+    env = toy(action_mode)
+    agent = ManualAgent(env)
+    observation, _ = env.reset(seed=0)
+    state, done, steps = None, False, 0
+    while not done:
+        action, state = agent.predict(observation, state)
+        observation, reward, done, _, info = env.step(action)
+        steps += 1
+    assert re.findall(r"\w+", info["prompt"].lower()) == re.findall(r"\w+", env.unwrapped.task.manual_prompt.lower())
+    assert info["accuracy"] == 1.0
+    assert agent.learn(1000) is agent and agent.num_timesteps == 0
+    best = agent.select_prompt()
+    assert best["prompt"] == env.unwrapped.task.manual_prompt and best["val_accuracy"] == 1.0
+    assert agent.selection_evaluations() == TOY_VALIDATION
+
+
+def test_random_search_screens_on_episodes_and_selects_on_validation():
+    env = toy()
+    agent = RandomSearchAgent(env, RandomSearchConfig(seed=0, batch_size=3, eval_interval=1, eval_samples=1,
+                                                      final_samples=2), **tiny(env))
+    agent.learn(total_updates=2)
+    scorer = env.unwrapped.scorer
+    assert len(agent.candidates) == 6 and agent.num_timesteps == 6  # text mode: one step per prompt
+    assert scorer.num_evaluations == 6 * TOY_EPISODE + 2 * TOY_VALIDATION
+    assert len(agent.logger.history) == 2 and agent.logger.history[-1]["time/target_evaluations"] == 64
+    best = agent.select_prompt()
+    assert best["prompt"] in {prompt for _, prompt in agent.candidates}
+    assert best["val_accuracy"] == max(entry["val_accuracy"] for entry in agent.pool.to_list())
+    assert scorer.num_evaluations <= 64 + agent.selection_evaluations()
+
+
+def test_random_search_save_load_round_trip(tmp_path):
+    env = toy()
+    agent = RandomSearchAgent(env, RandomSearchConfig(seed=1, batch_size=2, eval_interval=1), **tiny(env))
+    agent.learn(total_updates=1)
+    agent.save(tmp_path / "rs")
+    loaded = RandomSearchAgent.load(tmp_path / "rs", env, **tiny(env))
+    assert loaded.candidates == agent.candidates and loaded.pool.to_list() == agent.pool.to_list()
+    assert loaded.num_updates == 1
+
+
+def test_group_advantages_and_loss_on_hand_made_tensors():
+    rewards = torch.tensor([[1.0, 3.0], [2.0, 2.0]])
+    assert torch.allclose(group_advantages(rewards, scale_by_std=False), torch.tensor([[-1.0, 1.0], [0.0, 0.0]]))
+    scaled = group_advantages(rewards, scale_by_std=True)
+    assert torch.allclose(scaled[0], torch.tensor([-1.0, 1.0]) / 2**0.5, atol=1e-5) and torch.all(scaled[1] == 0)
+    logprobs = torch.log(torch.tensor([[0.5, 0.5], [0.2, 1.0]])).requires_grad_()
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    loss, stats = pg_group_loss(logprobs, logprobs.detach(), torch.tensor([1.0, -1.0]), mask, kl_coef=0.1)
+    loss.backward()
+    assert stats["kl_to_reference"] == pytest.approx(0.0)
+    assert logprobs.grad[0, 0] < 0 < logprobs.grad[1, 0]  # raise the good episode, lower the bad one
+    assert logprobs.grad[1, 1] == 0  # padding gets no gradient
+
+
+def test_pg_group_judges_a_group_on_one_meta_prompt():
+    env = toy()
+    agent = PGGroupAgent(env, PGGroupConfig(seed=0, group_size=3), **tiny(env))
+    group = agent.play_group(3, same_meta_prompt=True)
+    assert len({tuple(t.context) for t in group}) == 1
+    assert len({tuple(t.info["demo_uids"]) for t in group}) == 1
+    assert all(t.actions for t in group)
+
+
+@pytest.mark.parametrize("action_mode", ["token", "text"])
+def test_pg_group_updates_train_the_policy_adapter_only(action_mode):
+    env = toy(action_mode)
+    agent = PGGroupAgent(env, PGGroupConfig(seed=0, group_size=3, learning_rate=1e-2, eval_interval=2), **tiny(env))
+    base = {n: p.detach().clone() for n, p in agent.policy.model.named_parameters() if "lora_" not in n}
+    policy = [p.detach().clone() for p in agent.policy.adapter_parameters(POLICY)]
+    anchor = [p.detach().clone() for p in agent.policy.adapter_parameters(ANCHOR)]
+    agent.learn(total_updates=2)
+    assert agent.num_updates == 2
+    assert any(not torch.equal(a, b) for a, b in zip(policy, agent.policy.adapter_parameters(POLICY)))
+    assert all(torch.equal(a, b) for a, b in zip(anchor, agent.policy.adapter_parameters(ANCHOR)))
+    assert all(torch.equal(p, base[n]) for n, p in agent.policy.model.named_parameters() if n in base)
+    record = agent.logger.history[-1]
+    assert record["time/updates"] == 2 and record["eval/best_val_accuracy"] >= 0.0
+    assert record["time/target_evaluations"] == 2 * 3 * TOY_EPISODE + 2 * TOY_VALIDATION
+
+
+def test_pg_group_save_load_round_trip(tmp_path):
+    env = toy()
+    agent = PGGroupAgent(env, PGGroupConfig(seed=0, group_size=2, learning_rate=1e-2), **tiny(env))
+    agent.learn(total_updates=1)
+    agent.save(tmp_path / "pg")
+    loaded = PGGroupAgent.load(tmp_path / "pg", env, **tiny(env))
+    for a, b in zip(agent.policy.adapter_parameters(POLICY), loaded.policy.adapter_parameters(POLICY)):
+        assert torch.equal(a, b)
+    context = env.unwrapped.sampler.sample(np.random.default_rng(0)).meta_ids
+    assert agent.write_prompts([context], deterministic=True) == loaded.write_prompts([context], deterministic=True)
+
+
+def test_pg_group_rejects_a_group_of_one():
+    with pytest.raises(ValueError, match="group_size must be at least 2"):
+        PGGroupConfig(group_size=1)

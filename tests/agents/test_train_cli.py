@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from prompt_gym.checkpoint import CheckpointError
+from prompt_gym.cli import main
+from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
+
+ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", "--lr", "1e-2",
+        "--anchor-check-interval", "2", "--max-prompt-tokens", "3", "--num-demos", "1", "--reward-batch-size", "2",
+        "--device", "cpu"]
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    tokenizer = build_byte_tokenizer()
+    folder = tmp_path / "tiny-model"
+    build_tiny_lm(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_train_writes_outputs_and_resumes(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *ARGS, "--agent-model", tiny_model_dir, "--updates", "2", "--seed", "1",
+                 "--out", str(out), "--save-every", "1"]) == 0
+    for name in ("run.json", "log.jsonl", "curves.png", "best_prompts.json", "results.json"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("events.out.tfevents.*"))
+    results = json.loads((out / "results.json").read_text())
+    assert results["selected_on"] == "validation" and results["seed"] == 1
+    assert set(results["test"]) == {"learned", "manual", "empty"}
+    assert {"torch", "transformers", "peft"} <= set(results["versions"])
+    assert "test accuracy  manual" in capsys.readouterr().out
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(["train", *ARGS, "--agent-model", tiny_model_dir, "--updates", "2", "--out", str(out)])
+    assert main(["train", "--resume", str(out), "--updates", "3"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert json.loads((out / "results.json").read_text())["num_updates"] == 3
+
+
+def test_resume_without_checkpoint_fails_loudly(tiny_model_dir, tmp_path):
+    from prompt_gym.agents.training import TrainSettings
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps(TrainSettings("PromptTune-Toy-v0", str(out), 2).to_dict()))
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        main(["train", "--resume", str(out), "--updates", "3"])
+    (out / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a valid run"):
+        main(["train", "--resume", str(out)])
+    with pytest.raises(FileNotFoundError, match="not a prompt-gym run"):
+        main(["train", "--resume", str(tmp_path / "nothing")])
+
+
+@pytest.mark.slow
+def test_train_on_real_model_and_sst2(real_lm, real_data_dir, tmp_path):
+    out = tmp_path / "sst2"
+    assert main(["train", "--env", "PromptTune-SST2-v0", "--updates", "1", "--batch-size", "2", "--ppo-epochs", "1",
+                 "--max-prompt-tokens", "8", "--num-demos", "2", "--reward-batch-size", "4", "--device", "cpu",
+                 "--anchor-check-interval", "1", "--out", str(out), "--test-split", "validation"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["manual"]["num_examples"] == 872
+    assert (out / "curves.png").stat().st_size > 0
+    assert json.loads((out / "best_prompts.json").read_text())
