@@ -66,7 +66,9 @@ class ManualAgent(Agent):
         tokens = np.array([ids[min(p, len(ids) - 1)] for p in positions], dtype=np.int64)
         return (tokens if batched else int(tokens[0])), positions + 1
 
-    def learn(self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False) -> ManualAgent:
+    def learn(
+        self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False
+    ) -> ManualAgent:
         """Nothing to learn; returns self."""
         return self
 

@@ -64,7 +64,8 @@ class LLMAgentConfig:
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be positive, got {self.temperature}.")
         _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens must be positive.")
-        _check(self.eval_interval >= 1, f"eval_interval must be a positive number of updates, got {self.eval_interval}.")
+        _check(self.eval_interval >= 1, f"eval_interval must be a positive number of updates, "
+                                        f"got {self.eval_interval}.")
         _check(self.eval_samples >= 1, f"eval_samples must be positive, got {self.eval_samples}.")
         _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}.")
         _check(self.final_samples >= 0, f"final_samples must be non-negative, got {self.final_samples}.")

@@ -102,10 +102,12 @@ _SB3_CONFIG = "prompt_gym.agents.sb3:SB3Config"
 AGENTS: dict[str, AgentSpec] = {
     spec.name: spec
     for spec in (
-        AgentSpec("appo", _appo(False), True, "text", "StablePrompt's APPO: PPO whose KL anchor moves after validated "
-                                                      "progress, with rollback", _APPO_CONFIG),
-        AgentSpec("ppo", _appo(True), True, "text", "PPO with the KL reference fixed at the starting model (APPO "
-                                                    "with fixed_reference=True)"),
+        AgentSpec("appo", _appo(False), True, "text",
+                  "StablePrompt's APPO: PPO whose KL anchor moves after validated progress, with rollback",
+                  _APPO_CONFIG),
+        AgentSpec("ppo", _appo(True), True, "text",
+                  "PPO with the KL reference fixed at the starting model (APPO with fixed_reference=True)",
+                  _APPO_CONFIG),
         AgentSpec("pg-group", _llm("pg_group", "PGGroupAgent", "PGGroupConfig"), True, "text",
                   "group-baseline policy gradient (GRPO/RLOO family), KL to the starting model",
                   "prompt_gym.agents.pg_group:PGGroupConfig"),

@@ -86,7 +86,8 @@ class TokenEmbeddingExtractor(BaseFeaturesExtractor):
         embedded = self.table(ids) if self.table is not None else self.frozen[ids]
         recent = torch.zeros_like(mask)
         recent[:, -self.recent :] = 1.0
-        pooled = [(embedded * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0) for m in (mask, mask * recent)]
+        pooled = [(embedded * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
+                  for m in (mask, mask * recent)]
         return torch.cat(pooled, dim=-1)
 
 
@@ -112,7 +113,10 @@ class TopKTokens(gym.ActionWrapper):
 
 @torch.no_grad()
 def top_k_token_ids(model: Any, env: gym.Env, k: int, probes: int = 8, seed: int = 0) -> list[int]:
-    """The ``k`` tokens the agent LLM most likes to start a prompt with (mean over ``probes`` meta-prompts), plus EOS."""
+    """The ``k`` tokens the agent LLM most likes to start a prompt with (mean over ``probes`` meta-prompts).
+
+    EOS is always among them (it replaces the last one if needed), so the agent can stop early.
+    """
     unwrapped = env.unwrapped
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
@@ -164,7 +168,8 @@ class SB3Config:
         if self.top_k is not None and self.top_k < 2:
             raise ValueError(f"top_k must be None or at least 2 (a token and EOS), got {self.top_k}.")
         if min(self.eval_interval, self.eval_samples, self.pool_size) < 1 or self.final_samples < 0:
-            raise ValueError("eval_interval, eval_samples and pool_size must be positive, final_samples non-negative.")
+            raise ValueError("eval_interval, eval_samples and pool_size must be positive, final_samples "
+                             "non-negative.")
 
 
 class _ValidationCallback(BaseCallback):
@@ -334,7 +339,7 @@ class SB3Agent(Agent):
 
     @classmethod
     def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> SB3Agent:
-        """Rebuild a saved agent on ``env`` (required: SB3 needs the env's spaces); ``model=`` as in the constructor."""
+        """Rebuild a saved agent on ``env`` (required: SB3 needs the env's spaces); ``model=`` as in ``__init__``."""
         if env is None:
             raise ValueError("SB3Agent.load needs the env (SB3 rebuilds the policy from its spaces).")
         path = Path(path)

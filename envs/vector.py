@@ -150,7 +150,7 @@ class PromptTuneVectorEnv(VectorEnv):
         """Apply one action per sub-environment; score every finished prompt in one target call."""
         actions = list(iterate(self.action_space, actions))
         if len(actions) != self.num_envs:
-            raise ValueError(f"Expected one action per sub-environment ({self.num_envs}), got {len(actions)}")
+            raise ValueError(f"Expected {self.num_envs} actions (one per sub-env), got {len(actions)}.")
         acted = [env._act(action) for env, action in zip(self.envs, actions, strict=True)]
         finished = [i for i, (done, _) in enumerate(acted) if done]
         prompts = [acted[i][1]["prompt"] for i in finished]

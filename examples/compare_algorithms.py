@@ -66,11 +66,16 @@ if __name__ == "__main__":
     from prompt_gym.agents import AGENTS, make_agent
 
     args = parse_args()
+    if args.env_id == "PromptTune-Toy-v0":
+        import torch
+
+        torch.set_num_threads(1)  # tiny models: one thread is many times faster on a shared CPU
     results = []
     for name in args.agents.split(","):
         spec = AGENTS[name]
         for seed in (int(s) for s in args.seeds.split(",")):
-            # 1. A fresh target per run, behind a hard budget; SB3 acts token by token, LLM agents write whole prompts.
+            # 1. A fresh target per run, behind a hard budget. SB3 acts token by token; LLM agents
+            #    write whole prompts (text mode: same prompts and rewards, batched generation).
             target = gym.make(args.env_id, action_mode=spec.action_mode).unwrapped.scorer
             scorer = BudgetedScorer(target)
             env = gym.make(args.env_id, action_mode=spec.action_mode, scorer=scorer)

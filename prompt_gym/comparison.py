@@ -219,15 +219,14 @@ def _fresh_llm(spec: str | None, probe: Any, seed: int) -> tuple[Any, Any]:
     return load_causal_lm(spec)
 
 
-def _selection_reserve(agent: Any) -> int:
+def _selection_reserve(agent: Any, env: Any) -> int:
+    """Most evaluations ``agent.select_prompt()`` can spend: its ``selection_evaluations()``, else APPO's rule."""
     if hasattr(agent, "selection_evaluations"):
         return int(agent.selection_evaluations())
-    validation = len(agent.env.attr("task").split("validation"))  # APPO: greedy + final_samples prompts
-    return (1 + agent.config.final_samples) * validation
-
-
-def _min_training(env: Any, agent_name: str) -> int:
-    return 0 if agent_name == "manual" else int(getattr(env.unwrapped.sampler, "reward_batch_size", 1))
+    if hasattr(getattr(agent, "config", None), "final_samples"):  # APPO: greedy + final_samples prompts
+        return (1 + agent.config.final_samples) * len(env.unwrapped.task.split("validation"))
+    raise TypeError(f"{type(agent).__name__} needs a selection_evaluations() method (the most target evaluations "
+                    "its select_prompt() can spend) to run in a comparison.")
 
 
 def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]:
@@ -249,9 +248,10 @@ def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]
     env = _make_env(config, seed, spec.action_mode, scorer=scorer, tokenizer=env_tokenizer)
     resume_step = _truncate_log(folder)
     logger = Logger(folder / "log", tensorboard=False)
-    agent = make_agent(agent_name, env, seed=seed, model=model, tokenizer=tokenizer, model_spec=model_spec, logger=logger, **config.agent_options.get(agent_name, {}))
-    reserve = _selection_reserve(agent)
-    needed = reserve + _min_training(env, agent_name)
+    agent = make_agent(agent_name, env, seed=seed, model=model, tokenizer=tokenizer, model_spec=model_spec,
+                       logger=logger, **config.agent_options.get(agent_name, {}))
+    reserve = _selection_reserve(agent, env)
+    needed = reserve + (0 if spec.config is None else int(env.unwrapped.sampler.reward_batch_size))
     if config.budget < needed:
         raise ValueError(f"Budget {config.budget} is too small for {agent_name!r} on {config.env_id}: its prompt "
                          f"selection alone may need {reserve} evaluations, and one training episode more; give "
@@ -324,8 +324,8 @@ def _curve(history: list[dict[str, Any]], folder: Path, used: int, best: dict[st
     records = read_log(log_file) if log_file.is_file() else history
     points = [[float(r[CURVE_X]), float(r[CURVE_Y])] for r in records
               if r.get(CURVE_X) is not None and r.get(CURVE_Y) is not None]
-    points.append([float(used), float(best["val_accuracy"])])
-    return points
+    final = [float(used), float(best["val_accuracy"])]
+    return points if points and points[-1] == final else [*points, final]
 
 
 def _test_accuracy(out: Path, scorer: Any, task: Any, prompt: str) -> float:

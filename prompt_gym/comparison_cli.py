@@ -59,9 +59,11 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                          help="comma-separated agent names")
     compare.add_argument("--budget", type=int, required=True,
                          help="target-LLM evaluations (prompt x example pairs) per run, prompt selection included")
-    compare.add_argument("--seeds", type=_seeds, default=[13, 21, 42], help="comma-separated seeds (default 13,21,42)")
+    compare.add_argument("--seeds", type=_seeds, default=[13, 21, 42],
+                         help="comma-separated seeds (default 13,21,42)")
     compare.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
-    compare.add_argument("--agent-model", help="agent LLM spec (default: the default model; a tiny LM on the toy env)")
+    compare.add_argument("--agent-model",
+                         help="agent LLM spec (default: the default model; a tiny LM on the toy env)")
     compare.add_argument("--env-kwargs", type=_json_object, default={},
                          help='extra gym.make arguments as JSON, e.g. \'{"reward_batch_size": 8}\'')
     compare.add_argument("--agent-options", type=_json_object, default={},

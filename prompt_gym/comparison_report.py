@@ -5,13 +5,13 @@
   updates, and APPO's promotions/rollbacks (summed over seeds);
 * ``runs.csv``: one row per (agent, seed) with the selected prompt;
 * ``learning_curves.png``: per agent, the best validation accuracy found so far against target
-  evaluations, held constant between checks, averaged over seeds with a min-max band.
+  evaluations, held constant between checks, averaged over seeds with a min-max band (drawn from
+  where every seed has its first validation point).
 """
 
 from __future__ import annotations
 
 import csv
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], budget: int) -> str:
         return "-" if value is None else str(value)
 
     lines = [
-        f"| agent | seeds | test acc. (mean ± std) | val acc. of selected | evaluations used (mean / max of {budget}) "
-        "| wall time (s, mean) | updates (mean) | promotions / rollbacks (sum) |",
+        "| agent | seeds | test acc. (mean ± std) | val acc. of selected "
+        f"| evaluations used (mean / max of {budget}) | wall time (s, mean) | updates (mean) | promotions / rollbacks (sum) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -105,15 +105,14 @@ def plot_learning_curves(results: Sequence[dict[str, Any]], path: Path, budget: 
     fig, axis = plt.subplots(figsize=(7.5, 4.5))
     for agent, runs in _group(results).items():
         values = curve_band([r["curve"] for r in runs], grid)
-        seen = ~np.all(np.isnan(values), axis=0)
+        seen = ~np.isnan(values).any(axis=0)  # from where every seed has a first point
         if not seen.any():
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # columns where only some seeds have a point yet
-            mean, low, high = np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+        values = values[:, seen]
+        mean, low, high = values.mean(0), values.min(0), values.max(0)
         style = "--" if all(r["num_updates"] == 0 for r in runs) else "-"  # non-learning baselines: dashed
-        (line,) = axis.plot(grid[seen], mean[seen], style, drawstyle="steps-post", label=f"{agent} (n={len(runs)})")
-        axis.fill_between(grid[seen], low[seen], high[seen], step="post", alpha=0.2, color=line.get_color())
+        (line,) = axis.plot(grid[seen], mean, style, drawstyle="steps-post", label=f"{agent} (n={len(runs)})")
+        axis.fill_between(grid[seen], low, high, step="post", alpha=0.2, color=line.get_color())
     axis.set_xlabel("target-LLM evaluations (prompt x example pairs)")
     axis.set_ylabel("best validation accuracy so far")
     axis.set_xlim(0, budget)

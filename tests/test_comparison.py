@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 import prompt_gym.comparison as comparison
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted
@@ -16,6 +17,18 @@ from prompt_gym.comparison_report import curve_band
 from prompt_gym.tasks import get_task
 
 TOY = "PromptTune-Toy-v0"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(request):
+    """Tiny models run much faster on one thread on a shared CPU; the real-model test keeps torch's default."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def test_budgeted_scorer_refuses_calls_that_could_exceed_the_limit():
@@ -84,7 +97,8 @@ def test_finished_runs_are_skipped(tmp_path, monkeypatch):
 def test_an_interrupted_appo_run_resumes_from_its_checkpoint(tmp_path):
     budget = 4 * 4 * 8 + 5 * 8 + 2 * 8  # four updates, the selection reserve, one validation check
     config = CompareConfig(TOY, ["ppo"], budget, [0], tmp_path / "cmp", checkpoint_every=2,
-                           agent_options={"ppo": {"learning_rate": 1e-3, "ppo_epochs": 1, "anchor_check_interval": 3}})
+                           agent_options={"ppo": {"learning_rate": 1e-3, "ppo_epochs": 1,
+                                                  "anchor_check_interval": 3}})
     full = run_comparison(config, log=lambda line: None)[0]
     assert full["num_updates"] == 4 and full["resumed_from_update"] is None and full["evaluations"] <= budget
     folder = run_dir(config.out, "ppo", 0)

@@ -170,6 +170,8 @@ def test_render_and_bad_arguments():
     assert all(text.endswith("review") for text in envs.render())
     with pytest.raises(ValueError, match="num_envs must be positive"):
         PromptTuneVectorEnv(num_envs=0, task="toy")
+    with pytest.raises(ValueError, match="one per sub-env"):
+        envs.step(np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="one seed per sub-environment"):
         envs.reset(seed=[1])
     with pytest.raises(ValueError, match="reset_mask"):
