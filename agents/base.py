@@ -62,3 +62,9 @@ class Agent(abc.ABC):
     def act(self, observation: Any, deterministic: bool = False) -> Any:
         """Shorthand for ``predict(observation, deterministic=deterministic)[0]`` (text mode, one step)."""
         return self.predict(observation, deterministic=deterministic)[0]
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` (the checks of the configs' ``__post_init__``)."""
+    if not condition:
+        raise ValueError(message)

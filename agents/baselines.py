@@ -14,8 +14,8 @@ import numpy as np
 
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.appo.config import ModelConfig
-from prompt_gym.agents.base import Agent
-from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent, _check
+from prompt_gym.agents.base import Agent, require
+from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
 from prompt_gym.evaluation import evaluate_prompts
@@ -115,7 +115,7 @@ class RandomSearchConfig(LLMAgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
+        require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
 
 
 class RandomSearchAgent(LLMPromptAgent):
@@ -151,8 +151,7 @@ class RandomSearchAgent(LLMPromptAgent):
         """Write and play batches of prompts until ``total_timesteps`` env steps or ``total_updates`` batches."""
         if total_timesteps is None and total_updates is None:
             raise ValueError("Give total_timesteps or total_updates.")
-        while not ((total_updates is not None and self.num_updates >= total_updates)
-                   or (total_timesteps is not None and self.num_timesteps >= total_timesteps)):
+        while not self._finished(total_timesteps, total_updates):
             batch = self.play_group(self.config.batch_size, same_meta_prompt=False)
             scored = [(t.reward, self._decode(t.actions)) for t in batch]
             self.candidates += scored

@@ -2,13 +2,15 @@
 
 :class:`LLMPromptAgent` holds the agent LLM as an :class:`~prompt_gym.agents.appo.policy.APPOPolicy`
 (LoRA ``default`` = the policy, ``anchor`` = a frozen copy of the starting policy) and samples with
-the APPO :class:`~prompt_gym.agents.appo.generation.Decoder`, so the baselines and the group policy
-gradient write prompts exactly as APPO's starting policy does. Subclasses implement ``learn``.
+the APPO :class:`~prompt_gym.agents.appo.generation.Decoder`. APPO, the baselines and the group
+policy gradient all build on it, so they write, validate and select prompts the same way.
+Subclasses implement ``learn``.
 
-Episodes are played through the environment's own ``reset``/``step``: the agent writes a batch of
-prompts for one meta-prompt in a single batched generation, then feeds each one to the env (token
-by token in token mode, whole in text mode) and reads the env's reward. ``reset(seed=s)`` with the
-same ``s`` shows the same meta-prompt and reward batch (the env's determinism contract), which is
+The baselines and the group policy gradient play whole episodes with :meth:`~LLMPromptAgent.play_group`
+(APPO runs the ``predict``/``step`` loop instead): the agent writes a batch of prompts for one
+meta-prompt in a single batched generation, then feeds each one to the env (token by token in
+token mode, whole in text mode) and reads the env's reward. ``reset(seed=s)`` with the same ``s``
+shows the same meta-prompt and reward batch (the env's determinism contract), which is
 how a group of prompts is judged on the same examples.
 """
 
@@ -16,25 +18,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from prompt_gym.agents.appo.config import ModelConfig
-from prompt_gym.agents.appo.generation import Decoder, DecodeState
+from prompt_gym.agents.appo.config import ModelConfig, check_writer_fields
+from prompt_gym.agents.appo.generation import Decoder
 from prompt_gym.agents.appo.policy import POLICY, APPOPolicy
-from prompt_gym.agents.base import Agent
+from prompt_gym.agents.base import Agent, require
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, Trajectory, is_batched, split_observation
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
 from prompt_gym.meta_prompts import has_chat_template
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 @dataclass
@@ -62,13 +59,21 @@ class LLMAgentConfig:
     final_samples: int = 4
 
     def __post_init__(self) -> None:
-        _check(self.temperature > 0, f"temperature must be positive, got {self.temperature}.")
-        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens must be positive.")
-        _check(self.eval_interval >= 1, f"eval_interval must be a positive number of updates, "
-                                        f"got {self.eval_interval}.")
-        _check(self.eval_samples >= 1, f"eval_samples must be positive, got {self.eval_samples}.")
-        _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}.")
-        _check(self.final_samples >= 0, f"final_samples must be non-negative, got {self.final_samples}.")
+        check_writer_fields(self)
+        require(self.eval_interval >= 1, f"eval_interval must be a positive number of updates, "
+                                         f"got {self.eval_interval}.")
+        require(self.eval_samples >= 1, f"eval_samples must be positive, got {self.eval_samples}.")
+
+
+class WriterConfig(Protocol):
+    """The config fields :class:`LLMPromptAgent` reads (``LLMAgentConfig`` and ``APPOConfig`` have them)."""
+
+    seed: int
+    device: str
+    temperature: float
+    max_prompt_tokens: int | None
+    pool_size: int
+    final_samples: int
 
 
 def seed_everything(seed: int) -> None:
@@ -82,23 +87,27 @@ class LLMPromptAgent(Agent):
     """Base class of agents that write prompts with an LLM.
 
     Args:
-        env: A prompt-gym env (token or text mode), or ``None`` to act only.
-        config: The agent's settings (a subclass of :class:`LLMAgentConfig`).
+        env: A prompt-gym env (token or text mode; a SAME_STEP vector env where the subclass sets
+            :attr:`accepts_vector_env`), or ``None`` to act only.
+        config: The agent's settings (an :class:`LLMAgentConfig` subclass, or ``APPOConfig``).
         model_config: Model and LoRA settings.
         model: A loaded causal LM without adapters (changed in place: LoRA layers are added);
-            loaded from ``model_config.model`` when ``None``.
+            loaded from ``model_config.model`` when ``None``. Pass the env target's model to share
+            one copy of the weights.
         tokenizer: The model's tokenizer (required with ``model``); must be the env's tokenizer.
         logger: Where metrics go; in memory by default.
 
     Attributes:
+        accepts_vector_env: Whether the agent trains on a vector env (``False``: one env at a time).
         pool: The best prompts by validation accuracy.
         num_updates: Learning steps done (what a subclass calls an update).
     """
 
     name = "llm"
+    accepts_vector_env = False
 
     def __init__(
-        self, env: Any, config: LLMAgentConfig, model_config: ModelConfig | None = None, model: Any = None,
+        self, env: Any, config: WriterConfig, model_config: ModelConfig | None = None, model: Any = None,
         tokenizer: Any = None, logger: Logger | None = None,
     ) -> None:
         self.config = config
@@ -112,9 +121,10 @@ class LLMPromptAgent(Agent):
         elif tokenizer is None:
             raise ValueError("Pass the model's tokenizer together with the model (tokenizer=...).")
         self.env = EnvAdapter(env) if env is not None else None
-        if self.env is not None and self.env.is_vector:
+        if self.env is not None and self.env.is_vector and not self.accepts_vector_env:
             raise ValueError(f"{type(self).__name__} plays episodes one env at a time; pass gym.make(...), "
                              "not a vector env.")
+        self._check_vocab(model)
         self.tokenizer = tokenizer
         self.policy = APPOPolicy(model, self.model_config)
         self.eos_id = tokenizer.eos_token_id
@@ -126,6 +136,18 @@ class LLMPromptAgent(Agent):
         self.num_updates = self.num_timesteps = 0
         self._first_reset = True
         self._last_context: list[int] | None = None
+        self._generated: dict[int, tuple[str, list[int]]] = {}  # text-mode predict's (text, ids) by row
+
+    def _check_vocab(self, model: Any) -> None:
+        if self.env is None or self.env.action_mode != "token":
+            return
+        space = self.env.env.single_action_space if self.env.is_vector else self.env.env.action_space
+        rows = model.get_input_embeddings().num_embeddings
+        if space.n > rows:
+            raise ValueError(
+                f"The env's token actions go up to {space.n - 1} but the agent model has {rows} embeddings: the env "
+                "uses another tokenizer. Make the env with the agent's tokenizer: gym.make(id, tokenizer=tokenizer)."
+            )
 
     # ------------------------------------------------------------------ acting
     def predict(
@@ -134,41 +156,48 @@ class LLMPromptAgent(Agent):
         """Next token (token mode, KV cache kept in ``state``) or whole prompt (text mode) per row."""
         rows = split_observation(observation)
         batched = is_batched(observation)
+        self.policy.eval()
         if isinstance(rows[0], dict):
-            tokens, state = self._next_tokens(rows, state, episode_start, deterministic)
+            state = self.decoder.step(state, [self._context(row) for row in rows], episode_start)
+            tokens = self.decoder.sample(state, deterministic)
             return (np.asarray(tokens, dtype=np.int64) if batched else tokens[0]), state
-        texts = [text for text, _ in self.write_prompts([self._encode(r) for r in rows], deterministic)]
+        written = self.write_prompts([self._encode(row) for row in rows], deterministic=deterministic)
+        self._generated = {i: (text, ids) for i, (text, ids) in enumerate(written)}
+        texts = [text for text, _ in written]
         return (tuple(texts) if batched else texts[0]), None
-
-    def _next_tokens(
-        self, rows: list[dict[str, np.ndarray]], state: DecodeState | None, episode_start: Any, deterministic: bool
-    ) -> tuple[list[int], DecodeState]:
-        contexts = [row["input_ids"][row["attention_mask"].astype(bool)].tolist() for row in rows]
-        if state is None or len(state.tokens) != len(rows):
-            state = self.decoder.prefill(contexts)
-        else:
-            starts = np.zeros(len(rows), bool) if episode_start is None else np.atleast_1d(episode_start)
-            restart = [i for i, c in enumerate(contexts) if starts[i] or c[:-1] != state.tokens[i]]
-            if len(restart) < len(rows):
-                self.decoder.feed(state, [None if i in restart else c[-1] for i, c in enumerate(contexts)])
-            if restart:
-                self.decoder.restart(state, restart, [contexts[i] for i in restart])
-        return self.decoder.sample(state, deterministic), state
 
     def write_prompts(
         self, contexts: list[list[int]], deterministic: bool = False, adapter: str = POLICY
     ) -> list[tuple[str, list[int]]]:
-        """Write one prompt per context; returns ``(text, token_ids)`` (ids end with EOS when one was sampled)."""
+        """Write one prompt per context with ``adapter`` (``"default"`` = policy, ``"anchor"``).
+
+        Returns:
+            ``(text, token_ids)`` per context; the ids include the EOS token when one was sampled.
+        """
         self.policy.eval()
         with self.policy.use_adapter(adapter):
             outputs = self.decoder.generate(contexts, self._max_prompt_tokens(), self.eos_id, deterministic)
         return [(self._decode(ids), ids) for ids in outputs]
+
+    def _context(self, row: Any) -> list[int]:
+        """Token ids of one observation row: the unpadded ``input_ids`` (token mode) or the encoded text."""
+        if isinstance(row, dict):
+            return row["input_ids"][row["attention_mask"].astype(bool)].tolist()
+        return self._encode(row)
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=not has_chat_template(self.tokenizer)))
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode([t for t in ids if t != self.eos_id], skip_special_tokens=True).strip()
+
+    def _max_prompt_tokens(self) -> int:
+        if self.config.max_prompt_tokens is not None:
+            return self.config.max_prompt_tokens
+        if self.env is not None:
+            return int(self.env.attr("max_prompt_tokens"))
+        raise ValueError(f"Set {type(self.config).__name__}.max_prompt_tokens "
+                         "(the agent has no env to read it from).")
 
     # ------------------------------------------------------------------ episodes
     def play_group(self, size: int, same_meta_prompt: bool) -> list[Trajectory]:
@@ -185,14 +214,12 @@ class LLMPromptAgent(Agent):
         if self.env is None:
             raise ValueError("This agent has no environment; pass one to the constructor.")
         seeds = self._reset_seeds(size, same_meta_prompt)
-        observation = self.env.reset(seed=seeds[0])
-        context = self._context(observation)
+        context = self._reset(seeds[0])
         written = self.write_prompts([context] * size)
         trajectories = []
         for index, (_, ids) in enumerate(written):
             if index > 0:
-                observation = self.env.reset(seed=seeds[index])
-                context = self._context(observation)
+                context = self._reset(seeds[index])
             trajectories.append(self._play(context, ids))
         self._last_context = context
         return trajectories
@@ -204,10 +231,9 @@ class LLMPromptAgent(Agent):
         self._first_reset = False
         return [first] + [None] * (size - 1)
 
-    def _context(self, observation: Any) -> list[int]:
-        row = split_observation(observation)[0]
-        return row["input_ids"][row["attention_mask"].astype(bool)].tolist() if isinstance(row, dict) \
-            else self._encode(row)
+    def _reset(self, seed: int | None) -> list[int]:
+        """Reset the env; returns the new episode's context."""
+        return self._context(split_observation(self.env.reset(seed=seed))[0])
 
     def _play(self, context: list[int], ids: list[int]) -> Trajectory:
         """Feed one written prompt to the env (whole, or token by token ending with EOS); returns the episode."""
@@ -223,6 +249,11 @@ class LLMPromptAgent(Agent):
                 return Trajectory(context, actions or [self.eos_id], float(rewards[0]), dict(finals[0] or {}))
         raise RuntimeError("The environment did not end the episode after the prompt's last token.")
 
+    def _finished(self, total_timesteps: int | None, total_updates: int | None) -> bool:
+        """Whether ``learn`` has reached ``total_timesteps`` env steps or ``total_updates`` updates."""
+        return (total_updates is not None and self.num_updates >= total_updates) or (
+            total_timesteps is not None and self.num_timesteps >= total_timesteps)
+
     # ------------------------------------------------------------------ selection
     def validate(self, prompts: list[str]) -> list[dict[str, Any]]:
         """Score prompts on the task's validation split and offer them to the pool."""
@@ -237,7 +268,7 @@ class LLMPromptAgent(Agent):
         if results:
             stats["eval/val_accuracy"] = float(np.mean([r["accuracy"] for r in results]))
         stats["eval/best_val_accuracy"] = self._best_val()
-        stats["time/target_evaluations"] = int(self.env.attr("scorer").num_evaluations)
+        stats["time/target_evaluations"] = self._target_evaluations()
         stats["time/updates"] = self.num_updates
         stats["time/timesteps"] = self.num_timesteps
         for key, value in stats.items():
@@ -267,9 +298,10 @@ class LLMPromptAgent(Agent):
         best = self.pool.best()
         return best["val_accuracy"] if best else float("nan")
 
-    def _max_prompt_tokens(self) -> int:
-        if self.config.max_prompt_tokens is not None:
-            return self.config.max_prompt_tokens
-        if self.env is not None:
-            return int(self.env.attr("max_prompt_tokens"))
-        raise ValueError("Set config.max_prompt_tokens (the agent has no env to read it from).")
+    def _target_evaluations(self) -> int:
+        """Evaluations the env's target(s) made so far (summed over the distinct scorers of a vector env)."""
+        env = self.env
+        if env.is_vector and hasattr(env.env, "get_attr") and not hasattr(env.env.unwrapped, "scorer"):
+            scorers = {id(s): s for s in env.env.get_attr("scorer")}.values()
+            return int(sum(s.num_evaluations for s in scorers))
+        return int(env.attr("scorer").num_evaluations)

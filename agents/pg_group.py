@@ -26,7 +26,8 @@ from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.appo import loss as L
 from prompt_gym.agents.appo.config import ModelConfig
 from prompt_gym.agents.appo.policy import ANCHOR, POLICY
-from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent, _check
+from prompt_gym.agents.base import require
+from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import Trajectory
 from prompt_gym.logging import Logger
@@ -55,12 +56,12 @@ class PGGroupConfig(LLMAgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
-        _check(self.group_size >= 2, f"group_size must be at least 2 (the group mean is the baseline), "
-                                     f"got {self.group_size}.")
-        _check(self.groups_per_update >= 1, f"groups_per_update must be positive, got {self.groups_per_update}.")
-        _check(self.kl_coef >= 0, f"kl_coef must be non-negative, got {self.kl_coef}.")
-        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be None or positive.")
+        require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
+        require(self.group_size >= 2, f"group_size must be at least 2 (the group mean is the baseline), "
+                                      f"got {self.group_size}.")
+        require(self.groups_per_update >= 1, f"groups_per_update must be positive, got {self.groups_per_update}.")
+        require(self.kl_coef >= 0, f"kl_coef must be non-negative, got {self.kl_coef}.")
+        require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be None or positive.")
 
 
 def group_advantages(rewards: torch.Tensor, scale_by_std: bool, eps: float = 1e-6) -> torch.Tensor:
@@ -122,8 +123,7 @@ class PGGroupAgent(LLMPromptAgent):
         """Train until ``total_timesteps`` env steps or ``total_updates`` updates (totals from the start)."""
         if total_timesteps is None and total_updates is None:
             raise ValueError("Give total_timesteps or total_updates.")
-        while not ((total_updates is not None and self.num_updates >= total_updates)
-                   or (total_timesteps is not None and self.num_timesteps >= total_timesteps)):
+        while not self._finished(total_timesteps, total_updates):
             groups = [self.play_group(self.config.group_size, same_meta_prompt=True)
                       for _ in range(self.config.groups_per_update)]
             stats = self.update(groups)

@@ -1,7 +1,8 @@
 """Agents by name: ``make_agent("pg-group", env, seed=0)``.
 
 Every agent implements :class:`~prompt_gym.agents.base.Agent` and, for comparisons,
-``select_prompt()`` (best prompt on the validation split) and a ``logger`` whose records carry
+``select_prompt()`` (best prompt on the validation split), ``selection_evaluations()`` (the most
+target evaluations ``select_prompt()`` can spend) and a ``logger`` whose records carry
 ``eval/best_val_accuracy`` and ``time/target_evaluations``. Agent modules are imported only when
 an agent is made.
 """

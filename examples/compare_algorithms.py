@@ -86,8 +86,7 @@ if __name__ == "__main__":
             agent = make_agent(name, env, seed=seed, model=model, tokenizer=tokenizer, **options)
 
             # 2. Train until the next target call could eat into the selection reserve.
-            reserve = agent.selection_evaluations() if hasattr(agent, "selection_evaluations") else \
-                (1 + agent.config.final_samples) * len(env.unwrapped.task.split("validation"))
+            reserve = agent.selection_evaluations()  # the most that select_prompt() can spend
             started = time.perf_counter()
             scorer.limit = args.budget - reserve
             try:

@@ -6,8 +6,9 @@ Protocol (``prompt-gym compare`` and :func:`run_comparison`):
    (``scorer.num_evaluations``: (prompt, input) pairs the target scored; cache hits are free).
    Each (agent, seed) run gets a fresh target scorer wrapped in a
    :class:`~prompt_gym.budget.BudgetedScorer`. Training runs under ``budget - reserve``, where the
-   reserve is the most that the agent's final prompt selection can spend; a target call whose
-   pairs could take the count past the limit is refused before it runs, which stops ``learn``.
+   reserve is the most that the agent's final prompt selection can spend (its
+   ``selection_evaluations()``); a target call whose pairs could take the count past the limit
+   is refused before it runs, which stops ``learn``.
    Selection then runs under the full budget. So every agent uses at most ``budget`` evaluations,
    including its own validation checks; the table reports what each really used.
 2. **Select on validation, report on test.** Each agent's ``select_prompt()`` picks its prompt by
@@ -219,16 +220,6 @@ def _fresh_llm(spec: str | None, probe: Any, seed: int) -> tuple[Any, Any]:
     return load_causal_lm(spec)
 
 
-def _selection_reserve(agent: Any, env: Any) -> int:
-    """Most evaluations ``agent.select_prompt()`` can spend: its ``selection_evaluations()``, else APPO's rule."""
-    if hasattr(agent, "selection_evaluations"):
-        return int(agent.selection_evaluations())
-    if hasattr(getattr(agent, "config", None), "final_samples"):  # APPO: greedy + final_samples prompts
-        return (1 + agent.config.final_samples) * len(env.unwrapped.task.split("validation"))
-    raise TypeError(f"{type(agent).__name__} needs a selection_evaluations() method (the most target evaluations "
-                    "its select_prompt() can spend) to run in a comparison.")
-
-
 def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]:
     """Run one (agent, seed) under the budget, select on validation, test, and store the result atomically."""
     from prompt_gym.agents.registry import get_agent_spec, make_agent
@@ -250,7 +241,7 @@ def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]
     logger = Logger(folder / "log", tensorboard=False)
     agent = make_agent(agent_name, env, seed=seed, model=model, tokenizer=tokenizer, model_spec=model_spec,
                        logger=logger, **config.agent_options.get(agent_name, {}))
-    reserve = _selection_reserve(agent, env)
+    reserve = int(agent.selection_evaluations())
     needed = reserve + (0 if spec.config is None else int(env.unwrapped.sampler.reward_batch_size))
     if config.budget < needed:
         raise ValueError(f"Budget {config.budget} is too small for {agent_name!r} on {config.env_id}: its prompt "

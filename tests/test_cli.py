@@ -16,7 +16,7 @@ def test_eval_prints_accuracy(capsys, tmp_path):
     assert main(["eval", "--env", "PromptTune-Toy-v0", "--prompt-file", str(prompts), "--empty-prompt",
                  "--json", str(out_json)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("1.0000  (test, n=8)") and lines[1].endswith("''")
+    assert lines[0].startswith("1.0000  (accuracy, test, n=8)") and lines[1].endswith("''")
     assert out_json.is_file()
 
 

@@ -13,12 +13,12 @@ validated progress (see ``docs/appo.md`` and the reference digest §2.2). Each u
 
 Unlike the paper's public code, the anchor really is the KL reference, promotion copies weights
 (no aliasing), rollback keeps the optimizer attached to the trained parameters, and prompts are
-selected on validation only.
+selected on validation only. Writing, validating and selecting prompts come from
+:class:`~prompt_gym.agents.llm.LLMPromptAgent`, shared with the other LLM agents.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,25 +29,15 @@ import torch
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.appo import loss as L
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
-from prompt_gym.agents.appo.generation import Decoder, DecodeState
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY, APPOPolicy
-from prompt_gym.agents.base import Agent
-from prompt_gym.agents.pool import PromptPool
-from prompt_gym.agents.rollout import EnvAdapter, Trajectory, final_infos, is_batched, split_observation
+from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.llm import LLMPromptAgent
+from prompt_gym.agents.rollout import Trajectory, final_infos, is_batched, split_observation
+from prompt_gym.budget import BudgetExhausted
 from prompt_gym.callbacks import as_callback
-from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
-from prompt_gym.meta_prompts import has_chat_template
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy's global generator and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-class APPOAgent(Agent):
+class APPOAgent(LLMPromptAgent):
     """StablePrompt's APPO agent.
 
     Args:
@@ -64,89 +54,21 @@ class APPOAgent(Agent):
         pool: The best prompts by validation accuracy.
     """
 
+    name = "appo"
+    accepts_vector_env = True
+
     def __init__(
         self, env: Any = None, config: APPOConfig | None = None, model_config: ModelConfig | None = None,
         model: Any = None, tokenizer: Any = None, logger: Logger | None = None,
     ) -> None:
-        self.config = config or APPOConfig()
-        self.model_config = model_config or ModelConfig()
-        seed_everything(self.config.seed)
-        if model is None:
-            from prompt_gym.models import shared_causal_lm
-
-            model, tokenizer = shared_causal_lm(self.model_config.model, dtype=self.model_config.dtype,
-                                                device=self.config.device)
-        elif tokenizer is None:
-            raise ValueError("Pass the model's tokenizer together with the model (tokenizer=...).")
-        self.tokenizer = tokenizer
-        self.env = EnvAdapter(env) if env is not None else None
-        self._check_vocab(model)
-        self.policy = APPOPolicy(model, self.model_config)
-        self.eos_id = tokenizer.eos_token_id
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
-        self.decoder = Decoder(self.policy, self.pad_id, self.config.temperature)
+        super().__init__(env, config or APPOConfig(), model_config, model, tokenizer, logger)
         self.optimizer = torch.optim.Adam(self.policy.trainable_parameters(), lr=self.config.learning_rate)
         self._lr_horizon: int | None = None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: self._lr_factor(step))
-        self.pool = PromptPool(self.config.pool_size)
-        self.logger = logger or Logger()
-        self.num_updates = self.num_timesteps = self.promotions = self.rollbacks = 0
+        self.promotions = self.rollbacks = 0
         self.last_stats: dict[str, float] = {}
         self._buffer: list[Trajectory] = []
         self._current: dict[int, Trajectory] = {}
-        self._generated: dict[int, tuple[str, list[int]]] = {}
-        self._last_context: list[int] | None = None
-
-    # ------------------------------------------------------------------ acting
-    def predict(
-        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
-    ) -> tuple[Any, Any]:
-        """Next token (token mode, KV cache kept in ``state``) or whole prompt (text mode) per row."""
-        rows = split_observation(observation)
-        batched = is_batched(observation)
-        self.policy.eval()
-        if isinstance(rows[0], dict):
-            tokens, state = self._next_tokens(rows, state, episode_start, deterministic)
-            return (np.asarray(tokens, dtype=np.int64) if batched else tokens[0]), state
-        written = self.write_prompts([self._encode(row) for row in rows], deterministic=deterministic)
-        self._generated = {i: (text, ids) for i, (text, ids) in enumerate(written)}
-        texts = [text for text, _ in written]
-        return (tuple(texts) if batched else texts[0]), None
-
-    def _next_tokens(
-        self, rows: list[dict[str, np.ndarray]], state: DecodeState | None, episode_start: Any, deterministic: bool
-    ) -> tuple[list[int], DecodeState]:
-        contexts = [row["input_ids"][row["attention_mask"].astype(bool)].tolist() for row in rows]
-        if state is None or len(state.tokens) != len(rows):
-            state = self.decoder.prefill(contexts)
-        else:
-            starts = np.zeros(len(rows), bool) if episode_start is None else np.atleast_1d(episode_start)
-            restart = [i for i, c in enumerate(contexts) if starts[i] or c[:-1] != state.tokens[i]]
-            feed = [None if i in restart else c[-1] for i, c in enumerate(contexts)]
-            if len(restart) < len(rows):
-                self.decoder.feed(state, feed)
-            if restart:
-                self.decoder.restart(state, restart, [contexts[i] for i in restart])
-        return self.decoder.sample(state, deterministic), state
-
-    def write_prompts(
-        self, contexts: list[list[int]], deterministic: bool = False, adapter: str = POLICY
-    ) -> list[tuple[str, list[int]]]:
-        """Write one prompt per context with ``adapter`` (``"default"`` = policy, ``"anchor"``).
-
-        Returns:
-            ``(text, token_ids)`` per context; the ids include the EOS token when one was sampled.
-        """
-        self.policy.eval()
-        with self.policy.use_adapter(adapter):
-            outputs = self.decoder.generate(contexts, self._max_prompt_tokens(), self.eos_id, deterministic)
-        return [(self._decode(ids), ids) for ids in outputs]
-
-    def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=not has_chat_template(self.tokenizer)))
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode([t for t in ids if t != self.eos_id], skip_special_tokens=True).strip()
 
     # ------------------------------------------------------------------ experience
     def remember(self, observation: Any, action: Any, reward: Any, terminated: Any, truncated: Any, info: Any) -> None:
@@ -167,9 +89,7 @@ class APPOAgent(Agent):
         for i, row in enumerate(rows):
             trajectory = self._current.pop(i, None)
             if trajectory is None:
-                context = row["input_ids"][row["attention_mask"].astype(bool)].tolist() if isinstance(row, dict) \
-                    else self._encode(row)
-                trajectory = Trajectory(context)
+                trajectory = Trajectory(self._context(row))
             trajectory.actions += self._action_ids(i, actions[i])
             if dones[i]:
                 trajectory.reward, trajectory.info = float(rewards[i]), dict(finals[i] or {})
@@ -235,17 +155,18 @@ class APPOAgent(Agent):
         callback.on_training_end()
         return self
 
-    def _finished(self, total_timesteps: int | None, total_updates: int | None) -> bool:
-        return (total_updates is not None and self.num_updates >= total_updates) or (
-            total_timesteps is not None and self.num_timesteps >= total_timesteps)
-
     def _lr_factor(self, step: int) -> float:
         if not self.config.anneal_lr or not self._lr_horizon:
             return 1.0
         return max(0.0, 1.0 - step / self._lr_horizon)
 
     def update(self) -> dict[str, float]:
-        """One APPO update on the oldest ``batch_size`` finished episodes, then the anchor check when due."""
+        """One APPO update on the oldest ``batch_size`` finished episodes, then the anchor check when due.
+
+        Raises:
+            BudgetExhausted: A target budget refused the anchor check's validation (re-raised after
+                the update, which did happen, is logged).
+        """
         if not self.batch_ready:
             raise RuntimeError(f"update() needs {self.config.batch_size} finished episodes, have {len(self._buffer)}.")
         batch, self._buffer = self._buffer[: self.config.batch_size], self._buffer[self.config.batch_size :]
@@ -263,13 +184,20 @@ class APPOAgent(Agent):
         if all("accuracy" in t.info for t in batch):
             stats["rollout/accuracy"] = float(np.mean([t.info["accuracy"] for t in batch]))
         if self.num_updates % self.config.anchor_check_interval == 0:
-            stats |= self.anchor_check(self._last_context)
+            try:
+                stats |= self.anchor_check(self._last_context)
+            except BudgetExhausted:  # the budget refused the check's validation: still log the update done
+                self._log_update(stats)
+                raise
+        self._log_update(stats)
+        return stats
+
+    def _log_update(self, stats: dict[str, float]) -> None:
         stats["time/target_evaluations"] = self._target_evaluations()
         for key, value in stats.items():
             self.logger.record(key, value)
         self.logger.dump(self.num_updates)
         self.last_stats = stats
-        return stats
 
     def _ppo_update(self, batch: list[Trajectory]) -> dict[str, float]:
         cfg, policy = self.config, self.policy
@@ -348,56 +276,6 @@ class APPOAgent(Agent):
         if self.config.reset_optimizer_on_rollback:
             self.optimizer.state.clear()
         self.rollbacks += 1
-
-    def validate(self, prompts: list[str]) -> list[dict[str, Any]]:
-        """Score prompts on the task's validation split and offer them to the pool."""
-        results = evaluate_prompts(self.env.attr("scorer"), self.env.attr("task"), prompts, split="validation")
-        for result in results:
-            self.pool.add(result["prompt"], result["accuracy"], result["gap"], self.num_updates)
-        return results
-
-    def select_prompt(self) -> dict[str, Any]:
-        """Sample ``final_samples`` prompts (plus the greedy one) from the policy, validate them, return the pool's best.
-
-        The choice uses the validation split only; report its test accuracy separately.
-        """
-        context = self._last_context
-        if context is None:
-            context = self.env.attr("sampler").sample(np.random.default_rng(self.config.seed)).meta_ids
-        written = self.write_prompts([context], deterministic=True)
-        if self.config.final_samples:
-            written += self.write_prompts([context] * self.config.final_samples)
-        self.validate([text for text, _ in written])
-        return dict(self.pool.best())
-
-    def _best_val(self) -> float:
-        best = self.pool.best()
-        return best["val_accuracy"] if best else float("nan")
-
-    def _target_evaluations(self) -> int:
-        env = self.env
-        if env.is_vector and hasattr(env.env, "get_attr") and not hasattr(env.env.unwrapped, "scorer"):
-            scorers = {id(s): s for s in env.env.get_attr("scorer")}.values()
-            return int(sum(s.num_evaluations for s in scorers))
-        return int(env.attr("scorer").num_evaluations)
-
-    def _max_prompt_tokens(self) -> int:
-        if self.config.max_prompt_tokens is not None:
-            return self.config.max_prompt_tokens
-        if self.env is not None:
-            return int(self.env.attr("max_prompt_tokens"))
-        raise ValueError("Set APPOConfig.max_prompt_tokens (the agent has no env to read it from).")
-
-    def _check_vocab(self, model: Any) -> None:
-        if self.env is None or self.env.action_mode != "token":
-            return
-        space = self.env.env.single_action_space if self.env.is_vector else self.env.env.action_space
-        rows = model.get_input_embeddings().num_embeddings
-        if space.n > rows:
-            raise ValueError(
-                f"The env's token actions go up to {space.n - 1} but the agent model has {rows} embeddings: the env "
-                "uses another tokenizer. Make the env with the agent's tokenizer: gym.make(id, tokenizer=tokenizer)."
-            )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

@@ -11,12 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from prompt_gym.agents.base import require
 from prompt_gym.models import DEFAULT_MODEL
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
+def check_writer_fields(config: Any) -> None:
+    """Validate the fields every LLM prompt-writing agent's config has (APPO's and the other LLM agents').
+
+    Args:
+        config: A config with ``temperature``, ``max_prompt_tokens``, ``pool_size`` and ``final_samples``.
+
+    Raises:
+        ValueError: A field is out of range (the message names it).
+    """
+    require(config.temperature > 0, f"temperature must be positive, got {config.temperature}.")
+    require(config.max_prompt_tokens is None or config.max_prompt_tokens >= 1, "max_prompt_tokens must be positive.")
+    require(config.pool_size >= 1, f"pool_size must be positive, got {config.pool_size}.")
+    require(config.final_samples >= 0, f"final_samples must be non-negative, got {config.final_samples}.")
 
 
 @dataclass
@@ -42,11 +53,11 @@ class ModelConfig:
     lora_target_modules: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _check(self.lora_r >= 1, f"lora_r must be a positive integer, got {self.lora_r}.")
-        _check(self.lora_alpha > 0, f"lora_alpha must be positive, got {self.lora_alpha}.")
-        _check(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must lie in [0, 1), got {self.lora_dropout}.")
+        require(self.lora_r >= 1, f"lora_r must be a positive integer, got {self.lora_r}.")
+        require(self.lora_alpha > 0, f"lora_alpha must be positive, got {self.lora_alpha}.")
+        require(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must lie in [0, 1), got {self.lora_dropout}.")
         if self.lora_target_modules is not None:
-            _check(len(self.lora_target_modules) > 0, "lora_target_modules must be None or a non-empty list.")
+            require(len(self.lora_target_modules) > 0, "lora_target_modules must be None or a non-empty list.")
             self.lora_target_modules = list(self.lora_target_modules)
 
     def to_peft_config(self) -> Any:
@@ -126,22 +137,20 @@ class APPOConfig:
     final_samples: int = 4
 
     def __post_init__(self) -> None:
-        _check(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
-        _check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
-        _check(
+        require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
+        require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
+        require(
             1 <= self.minibatch_size <= self.batch_size and self.batch_size % self.minibatch_size == 0,
             f"minibatch_size ({self.minibatch_size}) must divide batch_size ({self.batch_size}).",
         )
-        _check(self.ppo_epochs >= 1, f"ppo_epochs must be positive, got {self.ppo_epochs}.")
-        _check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
-        _check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}.")
-        _check(self.clip_range > 0 and self.clip_range_value > 0, "clip_range and clip_range_value must be positive.")
-        _check(self.vf_coef >= 0 and self.kl_coef >= 0, "vf_coef and kl_coef must be non-negative.")
-        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be None or positive.")
-        _check(self.temperature > 0, f"temperature must be positive, got {self.temperature}.")
-        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens must be positive.")
-        _check(self.anchor_check_interval >= 1, "anchor_check_interval must be a positive number of updates.")
-        _check(self.anchor_samples >= 1, f"anchor_samples must be positive, got {self.anchor_samples}.")
-        _check(0.0 <= self.anchor_threshold < 1.0, f"anchor_threshold must lie in [0, 1), got {self.anchor_threshold}.")
-        _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}.")
-        _check(self.final_samples >= 0, f"final_samples must be non-negative, got {self.final_samples}.")
+        require(self.ppo_epochs >= 1, f"ppo_epochs must be positive, got {self.ppo_epochs}.")
+        require(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
+        require(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}.")
+        require(self.clip_range > 0 and self.clip_range_value > 0, "clip_range and clip_range_value must be positive.")
+        require(self.vf_coef >= 0 and self.kl_coef >= 0, "vf_coef and kl_coef must be non-negative.")
+        require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be None or positive.")
+        require(self.anchor_check_interval >= 1, "anchor_check_interval must be a positive number of updates.")
+        require(self.anchor_samples >= 1, f"anchor_samples must be positive, got {self.anchor_samples}.")
+        require(0.0 <= self.anchor_threshold < 1.0,
+                f"anchor_threshold must lie in [0, 1), got {self.anchor_threshold}.")
+        check_writer_fields(self)

@@ -4,6 +4,7 @@ Rows are left-padded, so every row's next token goes in the same (last) column. 
 episode ends and a new one starts (vector envs autoreset rows at different steps), only that row
 is re-encoded: its new context is prefilled alone and spliced into the batch cache. Columns that
 are padding in every row are trimmed, so the cache stays as wide as the longest live row.
+:meth:`Decoder.step` does this bookkeeping for the token-mode ``predict`` of the LLM agents.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from prompt_gym.agents.appo.policy import APPOPolicy
@@ -112,6 +114,33 @@ class Decoder:
         for row, context in zip(rows, contexts, strict=True):
             state.tokens[row] = list(context)
         self._trim(state)
+
+    def step(
+        self, state: DecodeState | None, contexts: list[list[int]], episode_start: Any = None
+    ) -> DecodeState:
+        """Bring the cache up to each row's current context (one token-mode ``predict`` step).
+
+        A row whose context is its cached tokens plus one token is fed that token; a row that starts
+        an episode (``episode_start``) or whose context does not continue its cache is re-encoded.
+        Without a state, or when the number of rows changed, every row is prefilled.
+
+        Args:
+            state: What the previous step returned; ``None`` at first.
+            contexts: Each row's tokens so far (the observation without padding).
+            episode_start: Flags (one per row) that mark the first step of an episode.
+
+        Returns:
+            The state (updated in place, or new); its logits predict each row's next token.
+        """
+        if state is None or len(state.tokens) != len(contexts):
+            return self.prefill(contexts)
+        starts = np.zeros(len(contexts), bool) if episode_start is None else np.atleast_1d(episode_start)
+        restart = [i for i, c in enumerate(contexts) if starts[i] or c[:-1] != state.tokens[i]]
+        if len(restart) < len(contexts):
+            self.feed(state, [None if i in restart else c[-1] for i, c in enumerate(contexts)])
+        if restart:
+            self.restart(state, restart, [contexts[i] for i in restart])
+        return state
 
     def _trim(self, state: DecodeState) -> None:
         used = state.mask.any(dim=0).nonzero()

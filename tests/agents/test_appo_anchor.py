@@ -130,3 +130,21 @@ def test_shared_weights_target_reads_base_model(fresh_tiny_lm):
     assert agent.policy.model.base_model.model is model  # one copy of the weights
     agent.learn(total_updates=2, progress_bar=False)
     np.testing.assert_allclose(scorer.score(["classify it"], inputs), before, atol=1e-5)
+
+
+def test_update_is_logged_when_the_budget_refuses_the_anchor_check(make_agent, env_factory):
+    from prompt_gym.budget import BudgetedScorer, BudgetExhausted
+
+    scorer = BudgetedScorer(env_factory().unwrapped.scorer, limit=12)  # the episodes fit, validation does not
+    agent = make_agent(env=env_factory(scorer=scorer), anchor_check_interval=1)
+    with pytest.raises(BudgetExhausted):
+        agent.learn(total_updates=1, progress_bar=False)
+    assert agent.num_updates == 1 and agent.promotions == agent.rollbacks == 0
+    record = agent.logger.history[-1]
+    assert record["step"] == 1 and "train/approx_kl" in record
+    assert record["time/target_evaluations"] == scorer.num_evaluations
+
+
+def test_selection_evaluations_counts_greedy_and_final_samples(make_agent, toy_env):
+    agent = make_agent(final_samples=3)
+    assert agent.selection_evaluations() == 4 * len(toy_env.unwrapped.task.split("validation"))
