@@ -23,9 +23,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# A short APPO run on SST-2 (default model as agent and target, CPU), then manual vs learned test accuracy.
 demo: install
-	$(VENV)/bin/prompt-gym eval --env PromptTune-SST2-v0 --empty-prompt \
-		--prompt "Classify the sentiment of the movie review as positive or negative."
+	$(VENV)/bin/prompt-gym train --env PromptTune-SST2-v0 --agent appo --updates 4 --lr 1e-4 \
+		--num-envs 4 --batch-size 4 --action-mode text --num-demos 3 --max-prompt-tokens 32 \
+		--seed 0 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 # pytest exits 5 when it collects nothing: say so and fail instead of passing silently
 test: install
