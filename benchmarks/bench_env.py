@@ -5,8 +5,9 @@ really runs the model. "8 separate" is Gymnasium's ``SyncVectorEnv`` over 8 ``Pr
 (SAME_STEP autoreset; each env scores its own prompt in its own call), the way any Gymnasium env
 is vectorised; "vector 8" is ``gym.make_vec(..., num_envs=8)``, which scores every prompt finished
 in a step in one call. Token mode takes random tokens (EOS never drawn) and ends prompts at
-``--prompt-tokens``; text mode submits benchmark prompts. The script prints env steps/s (one step of
-one sub-env counts 1) and target examples/s (scored reward-batch rows per second).
+``--prompt-tokens``; text mode submits benchmark prompts (up to 48 tokens). The script prints env
+steps/s (one step of one sub-env counts 1) and target examples/s (scored reward-batch rows per
+second).
 
 Usage:
     PROMPT_GYM_DATA_DIR=/path/to/data python benchmarks/bench_env.py [--episodes 2]
@@ -66,7 +67,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for mode in ("token", "text"):
         kwargs = {"task": task, "action_mode": mode, "scorer": scorer, "tokenizer": tokenizer,
-                  "max_prompt_tokens": args.prompt_tokens, "reward_batch_size": args.batch}
+                  "max_prompt_tokens": args.prompt_tokens if mode == "token" else 48,
+                  "reward_batch_size": args.batch}
 
         ways = {
             "1 env": (separate_envs(1, kwargs), 8 * args.episodes),

@@ -65,7 +65,8 @@ def main() -> None:
         return
     results = {}
     for way in WAYS:
-        done = subprocess.run([sys.executable, __file__, "--child", way], capture_output=True, text=True, check=True)
+        command = [sys.executable, __file__, "--child", way]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
         results[way] = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mib"]
     base = results["baseline"]
     print("| way | peak RSS (MiB) | above the import baseline (MiB) |")
