@@ -131,8 +131,8 @@ def _make_env(settings: TrainSettings, model: Any, tokenizer: Any) -> Any:
         kwargs["target"] = (model, tokenizer)  # one copy of the weights: the target runs them with adapters off
     if settings.num_envs == 1:
         return gym.make(settings.env, **kwargs)
-    return gym.make_vec(settings.env, settings.num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **kwargs)
+    # the native vector env: one shared scorer, every finished prompt of a step scored in one call
+    return gym.make_vec(settings.env, settings.num_envs, **kwargs)
 
 
 def _truncate_log(path: Path, last_step: int) -> None:

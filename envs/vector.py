@@ -168,6 +168,19 @@ class PromptTuneVectorEnv(VectorEnv):
             infos = self._add_info(infos, info, i)
         return self._observations(), rewards, terminations, np.zeros(self.num_envs, dtype=np.bool_), infos
 
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Return attribute ``name`` of every sub-environment (as ``SyncVectorEnv.get_attr``)."""
+        return tuple(getattr(env, name) for env in self.envs)
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """Set attribute ``name`` on every sub-environment: one value each, or the same for all."""
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"set_attr needs {self.num_envs} values (one per sub-env), got {len(values)}.")
+        for env, value in zip(self.envs, values):
+            setattr(env, name, value)
+
     def render(self) -> tuple[str | None, ...] | None:
         """Return each sub-environment's text (``render_mode="ansi"``)."""
         if self.render_mode != "ansi":

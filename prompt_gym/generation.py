@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from prompt_gym.metrics import check_metric, score_answer
-from prompt_gym.scoring import render
+from prompt_gym.scoring import left_pad, render
 from prompt_gym.tasks import DEFAULT_TEMPLATE
 
 
@@ -106,7 +106,7 @@ class GenerationScorer(BaseGenerationScorer):
         with torch.inference_mode(), adapters_disabled(self.model):
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                input_ids, mask = self._left_padded([encoded[i] for i in rows], device)
+                input_ids, mask = left_pad([encoded[i] for i in rows], self.pad_id, device)
                 generated = self.model.generate(
                     input_ids=input_ids, attention_mask=mask, do_sample=False,
                     max_new_tokens=self.max_new_tokens, pad_token_id=self.pad_id,
@@ -116,18 +116,6 @@ class GenerationScorer(BaseGenerationScorer):
                     answers[row] = extract_answer(self.tokenizer.decode(ids, skip_special_tokens=True))
         self.num_evaluations += len(texts)
         return answers
-
-    def _left_padded(self, rows: list[list[int]], device: Any) -> tuple[Any, Any]:
-        import torch
-
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-        return input_ids.to(device), mask.to(device)
-
 
 class _LineDone:
     """Stopping criterion: a row is done once its continuation holds a finished non-empty line."""

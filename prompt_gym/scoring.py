@@ -86,6 +86,19 @@ def verbalizer_token_ids(tokenizer: Any, verbalizer: Sequence[str], template: st
     return ids
 
 
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any = "cpu") -> tuple[Any, Any]:
+    """Left-pad token rows into ``(input_ids, attention_mask)`` long tensors on ``device``."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return input_ids.to(device), mask.to(device)
+
+
 def _chunks(order: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(order), size):
         yield order[start : start + size]
@@ -288,17 +301,9 @@ class LMScorer(BaseScorer):
             yield chunk, logits
 
     def _left_padded(self, rows: list[list[int]], device: Any) -> dict[str, Any]:
-        import torch
+        input_ids, mask = left_pad(rows, self.pad_id, device)
+        return {"input_ids": input_ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
 
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
-                "position_ids": positions.to(device)}
 
 class RuleScorer(BaseScorer):
     """A deterministic stand-in target for the toy task; it loads no model.

@@ -42,6 +42,22 @@ def test_vector_env_same_step_with_kv_cache():
     assert agent.logger.history[-1]["time/target_evaluations"] > 0
 
 
+@pytest.mark.parametrize("mode", ["token", "text"])
+def test_native_vector_env(mode):
+    """The package's own vector env (one shared scorer, batched scoring) drives APPO unchanged."""
+    tokenizer = WordTokenizer()
+    envs = gym.make_vec("PromptTune-Toy-v0", 3, action_mode=mode, max_prompt_tokens=5, num_demos=2,
+                        reward_batch_size=4)
+    assert type(envs.unwrapped).__name__ == "PromptTuneVectorEnv"
+    config = APPOConfig(seed=0, batch_size=4, minibatch_size=2, ppo_epochs=1, learning_rate=1e-2,
+                        anchor_check_interval=1)
+    agent = APPOAgent(envs, config, LORA, model=build_tiny_lm(tokenizer), tokenizer=tokenizer)
+    agent.learn(total_updates=2, progress_bar=False)
+    assert agent.num_updates == 2 and agent.num_timesteps >= 8
+    assert agent.logger.history[-1]["time/target_evaluations"] > 0
+    assert agent.select_prompt()["val_accuracy"] >= 0
+
+
 def test_vector_env_needs_same_step():
     envs = gym.make_vec("PromptTune-Toy-v0", 2, vectorization_mode="sync")
     tokenizer = WordTokenizer()
