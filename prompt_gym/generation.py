@@ -117,6 +117,7 @@ class GenerationScorer(BaseGenerationScorer):
         self.num_evaluations += len(texts)
         return answers
 
+
 class _LineDone:
     """Stopping criterion: a row is done once its continuation holds a finished non-empty line."""
 
