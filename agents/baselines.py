@@ -17,6 +17,7 @@ from prompt_gym.agents.appo.config import ModelConfig
 from prompt_gym.agents.base import Agent, require
 from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
+from prompt_gym.callbacks import as_callback
 from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
@@ -69,7 +70,11 @@ class ManualAgent(Agent):
     def learn(
         self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False
     ) -> ManualAgent:
-        """Nothing to learn; returns self."""
+        """Nothing to learn: callbacks get ``on_training_start`` and ``on_training_end``; returns self."""
+        callback = as_callback(callback)
+        callback.init_callback(self)
+        callback.on_training_start(locals())
+        callback.on_training_end()
         return self
 
     def selection_evaluations(self) -> int:
@@ -149,20 +154,21 @@ class RandomSearchAgent(LLMPromptAgent):
         total_updates: int | None = None,
     ) -> RandomSearchAgent:
         """Write and play batches of prompts until ``total_timesteps`` env steps or ``total_updates`` batches."""
-        if total_timesteps is None and total_updates is None:
-            raise ValueError("Give total_timesteps or total_updates.")
-        while not self._finished(total_timesteps, total_updates):
-            batch = self.play_group(self.config.batch_size, same_meta_prompt=False)
-            scored = [(t.reward, self._decode(t.actions)) for t in batch]
-            self.candidates += scored
-            self._since_check += scored
-            self.num_updates += 1
-            stats = {"rollout/reward": float(np.mean([r for r, _ in scored]))}
-            if self.num_updates % self.config.eval_interval == 0:
-                results = self.validate(self._best_unvalidated(self._since_check, self.config.eval_samples))
-                self._since_check = []
-                self.log_validation(results, stats)
+        self.run_updates(self._search_batch, total_timesteps, total_updates, callback, progress_bar)
         return self
+
+    def _search_batch(self) -> dict[str, float]:
+        batch = self.play_group(self.config.batch_size, same_meta_prompt=False)
+        scored = [(t.reward, self._decode(t.actions)) for t in batch]
+        self.candidates += scored
+        self._since_check += scored
+        self.num_updates += 1
+        stats = {"rollout/reward": float(np.mean([r for r, _ in scored]))}
+        if self.num_updates % self.config.eval_interval == 0:
+            results = self.validate(self._best_unvalidated(self._since_check, self.config.eval_samples))
+            self._since_check = []
+            self.log_validation(results, stats)
+        return stats
 
     def _best_unvalidated(self, scored: list[tuple[float, str]], count: int) -> list[str]:
         chosen: list[str] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +30,7 @@ from prompt_gym.agents.appo.policy import POLICY, APPOPolicy
 from prompt_gym.agents.base import Agent, require
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, Trajectory, is_batched, split_observation
+from prompt_gym.callbacks import as_callback
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
 from prompt_gym.meta_prompts import has_chat_template
@@ -253,6 +255,34 @@ class LLMPromptAgent(Agent):
         """Whether ``learn`` has reached ``total_timesteps`` env steps or ``total_updates`` updates."""
         return (total_updates is not None and self.num_updates >= total_updates) or (
             total_timesteps is not None and self.num_timesteps >= total_timesteps)
+
+    def run_updates(
+        self, one_update: Callable[[], dict[str, float]], total_timesteps: int | None, total_updates: int | None,
+        callback: Any, progress_bar: bool,
+    ) -> None:
+        """Call ``one_update`` until the totals are reached: the ``learn`` loop of the group-playing agents.
+
+        Callbacks get ``on_training_start``, ``on_update_end`` after every update (returning False
+        stops training) and ``on_training_end``; these agents play whole groups of episodes, so
+        there is no per-step hook. ``progress_bar`` shows updates with the last mean reward.
+        """
+        if total_timesteps is None and total_updates is None:
+            raise ValueError("Give total_timesteps or total_updates.")
+        from tqdm.auto import tqdm
+
+        callback = as_callback(callback)
+        callback.init_callback(self)
+        callback.on_training_start(locals())
+        bar = tqdm(total=total_updates, initial=self.num_updates, disable=not progress_bar,
+                   desc=type(self).__name__, unit="update")
+        while not self._finished(total_timesteps, total_updates):
+            stats = one_update()
+            bar.update(1)
+            bar.set_postfix(reward=f"{stats.get('rollout/reward', float('nan')):.2f}")
+            if not callback.on_update_end():
+                break
+        bar.close()
+        callback.on_training_end()
 
     # ------------------------------------------------------------------ selection
     def validate(self, prompts: list[str]) -> list[dict[str, Any]]:

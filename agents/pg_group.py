@@ -121,16 +121,17 @@ class PGGroupAgent(LLMPromptAgent):
         total_updates: int | None = None,
     ) -> PGGroupAgent:
         """Train until ``total_timesteps`` env steps or ``total_updates`` updates (totals from the start)."""
-        if total_timesteps is None and total_updates is None:
-            raise ValueError("Give total_timesteps or total_updates.")
-        while not self._finished(total_timesteps, total_updates):
-            groups = [self.play_group(self.config.group_size, same_meta_prompt=True)
-                      for _ in range(self.config.groups_per_update)]
-            stats = self.update(groups)
-            if self.num_updates % self.config.eval_interval == 0:
-                written = self.write_prompts([self._last_context] * self.config.eval_samples)
-                self.log_validation(self.validate([text for text, _ in written]), stats)
+        self.run_updates(self._group_update, total_timesteps, total_updates, callback, progress_bar)
         return self
+
+    def _group_update(self) -> dict[str, float]:
+        groups = [self.play_group(self.config.group_size, same_meta_prompt=True)
+                  for _ in range(self.config.groups_per_update)]
+        stats = self.update(groups)
+        if self.num_updates % self.config.eval_interval == 0:
+            written = self.write_prompts([self._last_context] * self.config.eval_samples)
+            self.log_validation(self.validate([text for text, _ in written]), stats)
+        return stats
 
     def update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
         """One gradient step on finished groups of episodes; returns the logged statistics."""

@@ -14,6 +14,7 @@ from prompt_gym.agents import AGENTS, make_agent
 from prompt_gym.agents.appo.policy import ANCHOR, POLICY
 from prompt_gym.agents.baselines import ManualAgent, RandomSearchAgent, RandomSearchConfig
 from prompt_gym.agents.pg_group import PGGroupAgent, PGGroupConfig, group_advantages, pg_group_loss
+from prompt_gym.callbacks import Callback
 from prompt_gym.testing import build_tiny_lm
 
 TOY_VALIDATION = 8
@@ -141,3 +142,39 @@ def test_pg_group_save_load_round_trip(tmp_path):
 def test_pg_group_rejects_a_group_of_one():
     with pytest.raises(ValueError, match="group_size must be at least 2"):
         PGGroupConfig(group_size=1)
+
+
+class StopAfter(Callback):
+    """Counts the hooks it receives and stops training after ``updates`` updates."""
+
+    def __init__(self, updates: int) -> None:
+        super().__init__()
+        self.updates, self.seen, self.started, self.ended = updates, 0, False, False
+
+    def _on_training_start(self) -> None:
+        self.started = True
+
+    def _on_update_end(self) -> bool:
+        self.seen += 1
+        return self.seen < self.updates
+
+    def _on_training_end(self) -> None:
+        self.ended = True
+
+
+@pytest.mark.parametrize("kind", ["random-search", "pg-group"])
+def test_callbacks_stop_the_group_agents(kind):
+    env = toy()
+    if kind == "random-search":
+        agent = RandomSearchAgent(env, RandomSearchConfig(seed=0, batch_size=2), **tiny(env))
+    else:
+        agent = PGGroupAgent(env, PGGroupConfig(seed=0, group_size=2, groups_per_update=1), **tiny(env))
+    callback = StopAfter(2)
+    agent.learn(total_updates=5, callback=callback)
+    assert agent.num_updates == 2 and callback.seen == 2 and callback.started and callback.ended
+
+
+def test_manual_agent_runs_the_training_hooks():
+    callback = StopAfter(1)
+    ManualAgent(toy()).learn(total_timesteps=10, callback=callback)
+    assert callback.started and callback.ended and callback.seen == 0
