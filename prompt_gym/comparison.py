@@ -254,7 +254,7 @@ def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]
     scorer.limit = config.budget - reserve
     try:
         agent.learn(UNLIMITED_STEPS, callback=callback, progress_bar=False)
-    except BudgetExhausted:
+    except BudgetExhausted:  # the training budget is spent: the normal end of a budgeted run
         pass
     scorer.limit = config.budget
     best = agent.select_prompt()

@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
