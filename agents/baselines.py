@@ -17,8 +17,8 @@ from prompt_gym.agents.appo.config import ModelConfig
 from prompt_gym.agents.base import Agent, require
 from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
-from prompt_gym.callbacks import as_callback
 from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
+from prompt_gym.callbacks import as_callback
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
 

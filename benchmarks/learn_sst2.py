@@ -51,7 +51,8 @@ def main() -> None:
     )
     start = time.perf_counter()
     results = run_training(settings, callbacks=[WallTimeBudget(args.minutes)])
-    summary = {"threads": args.threads, "wall_time_s": round(time.perf_counter() - start, 1), "updates": results["num_updates"],
+    summary = {"threads": args.threads, "wall_time_s": round(time.perf_counter() - start, 1),
+               "updates": results["num_updates"],
                "promotions": results["promotions"], "rollbacks": results["rollbacks"],
                "target_evaluations": results["target_evaluations"], "selected": results["selected"],
                "test": {k: v["accuracy"] for k, v in results["test"].items()}}

@@ -22,14 +22,14 @@ ACTION_MODES = ("token", "text")
 
 
 class PromptTuneEnv(gym.Env):
-    """Write a prompt; a frozen target LLM runs the task with it; the reward is how well it did.
+    r"""Write a prompt; a frozen target LLM runs the task with it; the reward is how well it did.
 
     ## Description
 
     The StablePrompt formulation of prompt tuning. Each episode shows the agent a meta-prompt (a
     task-agnostic request plus ``num_demos`` input/output demonstrations drawn from the task's
-    validation split); the agent writes a prompt; the target LLM reads ``"{prompt}\\nInput:
-    {input}\\nOutput:"`` for ``reward_batch_size`` training examples and its next-token scores of
+    validation split); the agent writes a prompt; the target LLM reads ``"{prompt}\nInput:
+    {input}\nOutput:"`` for ``reward_batch_size`` training examples and its next-token scores of
     the verbalizer words decide each answer.
 
     ## Action Space

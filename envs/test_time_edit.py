@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prompt_gym.episode import EpisodeSampler
 from prompt_gym.envs.prompt_tune import PromptTuneEnv
+from prompt_gym.episode import EpisodeSampler
 from prompt_gym.tasks import Task
 from prompt_gym.test_time import TestTimeSampler
 

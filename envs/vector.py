@@ -178,7 +178,7 @@ class PromptTuneVectorEnv(VectorEnv):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:
             raise ValueError(f"set_attr needs {self.num_envs} values (one per sub-env), got {len(values)}.")
-        for env, value in zip(self.envs, values):
+        for env, value in zip(self.envs, values, strict=False):
             setattr(env, name, value)
 
     def render(self) -> tuple[str | None, ...] | None:

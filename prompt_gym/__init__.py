@@ -20,8 +20,9 @@ from prompt_gym.tasks import get_task, list_tasks, make_task, register_task  # n
 __all__ = ["ENV_IDS", "__version__", "get_task", "list_tasks", "make_task", "register_task"]
 
 # Imported last, for its side effect of registering the environments.
-import prompt_gym.envs  # noqa: E402,F401
 from gymnasium.envs.registration import registry as _registry  # noqa: E402
+
+import prompt_gym.envs  # noqa: E402,F401
 
 ENV_IDS: tuple[str, ...] = tuple(
     env_id for env_id, spec in _registry.items() if str(spec.entry_point).startswith("prompt_gym.")

@@ -122,7 +122,7 @@ class PromptJudge:
         """
         results = self._generation(prompts, batches) if self.generation else self._classification(prompts, batches)
         if self.normalize == "zscore" and results:
-            for result, value in zip(results, zscore(np.array([r["reward"] for r in results]))):
+            for result, value in zip(results, zscore(np.array([r["reward"] for r in results])), strict=False):
                 result["raw_reward"], result["reward"] = result["reward"], float(value)
         return results
 

@@ -251,5 +251,5 @@ def adapters_disabled(model: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        for layer, was_disabled in zip(layers, states):
+        for layer, was_disabled in zip(layers, states, strict=False):
             layer.enable_adapters(not was_disabled)

@@ -102,7 +102,9 @@ def value_loss(
     with torch.no_grad():
         stats = {
             "value_loss": float(loss),
-            "value_clip_fraction": float(masked_mean(((values - returns) ** 2 < (clipped_values - returns) ** 2).float(), mask)),
+            "value_clip_fraction": float(
+                masked_mean(((values - returns) ** 2 < (clipped_values - returns) ** 2).float(), mask)
+            ),
             "explained_variance": float(explained_variance(values, returns, mask)),
         }
     return loss, stats

@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
 from prompt_gym.agents.appo.policy import ANCHOR, POLICY

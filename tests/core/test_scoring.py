@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
 
 from prompt_gym.models import adapters_disabled
 from prompt_gym.scoring import LMScorer, RuleScorer, render, verbalizer_token_ids
+from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
 
 PROMPTS = ["", "Say if the review is positive.", "A much longer prompt that makes the rows differ in length a lot."]
 INPUTS = ["good", "a very long and winding review of a film that goes on", "bad movie", "ok"]

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prompt_gym import test_time
 from prompt_gym.data import DataError
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.generation import BaseGenerationScorer, GenerationScorer, _LineDone
 from prompt_gym.metrics import contains, exact_match, f1, score_answer, set_match
 from prompt_gym.tasks import get_task, make_task
-from prompt_gym import test_time
 from prompt_gym.vocab import WordTokenizer
 
 
