@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,8 +133,9 @@ class ClassificationSpec:
         test_name = test_split or self.test_file
         root = _data.data_dir()
         if root is None:
-            full_train, test = self._from_hub(test_name)
+            hub_train, test = self._from_hub(test_name)
             few_train = few_dev = None
+            full_train = lambda: hub_train  # noqa: E731
         else:
             folder = root / self.folder
             if not folder.is_dir():
@@ -141,14 +143,15 @@ class ClassificationSpec:
                     f"Task {self.name!r}: no folder {folder}. Point ${_data.DATA_DIR_ENV} at a data folder "
                     f"with a {self.folder}/ sub-folder (see the README), or unset it to use the hub."
                 )
-            full_train = self._examples(folder / "train.jsonl")
+            # the full train file is read only when a few-shot file is missing (SST-2's is 67k rows)
+            full_train = functools.cache(lambda: self._examples(self._split_file(folder, "train")))
             test = self._examples(self._split_file(folder, test_name))
             shot_dir = folder / f"{shots}-shot" / str(seed)
             few_train = self._examples(shot_dir / "train.jsonl") if (shot_dir / "train.jsonl").is_file() else None
             few_dev = self._examples(shot_dir / "dev.jsonl") if (shot_dir / "dev.jsonl").is_file() else None
         rng = np.random.default_rng(seed)
-        train = few_train or _data.balanced_draw(full_train, shots, rng)
-        validation = few_dev or _data.balanced_draw(full_train, shots, rng, exclude=(e.uid for e in train))
+        train = few_train or _data.balanced_draw(full_train(), shots, rng)
+        validation = few_dev or _data.balanced_draw(full_train(), shots, rng, exclude=(e.uid for e in train))
         return Task(
             name=self.name,
             splits={"train": train, "validation": validation, "test": test},
