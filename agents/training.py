@@ -3,7 +3,9 @@
 Outputs in the run folder: ``run.json`` (the settings, for ``--resume``), ``log.jsonl`` and
 TensorBoard events, ``checkpoints/``, ``curves.png``, ``best_prompts.json`` and ``results.json``
 (config, seeds, versions; the learned prompt chosen on validation and its test accuracy next to the
-manual and the empty prompt).
+manual and the empty prompt). On a test-time editing env there is no single prompt to choose: the
+trained policy writes one prompt per test input (greedy), ``test_time_prompts.json`` keeps them,
+and ``results.json`` reports their accuracy as ``learned``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
 
 SETTINGS_FILE = "run.json"
+TEST_TIME_PROMPTS_FILE = "test_time_prompts.json"
 
 
 @dataclass
@@ -124,7 +127,7 @@ def _make_env(settings: TrainSettings, model: Any, tokenizer: Any) -> Any:
     import prompt_gym
 
     kwargs = dict(settings.env_kwargs, tokenizer=tokenizer)
-    task_name = gym.spec(settings.env).kwargs.get("task", "sst2")
+    task_name = settings.env_kwargs.get("task", gym.spec(settings.env).kwargs.get("task", "sst2"))
     if settings.target_model is not None:
         kwargs["target"] = settings.target_model
     elif prompt_gym.get_task(task_name).default_scorer is None:
@@ -161,6 +164,7 @@ def run_training(
     from prompt_gym.logging import Logger, read_log
     from prompt_gym.models import load_causal_lm
     from prompt_gym.plotting import plot_curves
+    from prompt_gym.test_time import TestTimeSampler
 
     out = Path(settings.out)
     if not resume and (out / SETTINGS_FILE).exists():
@@ -181,20 +185,45 @@ def run_training(
     saver = CheckpointCallback(out / "checkpoints", settings.save_every)
     agent.learn(total_updates=settings.updates, callback=[saver, *(callbacks or [])], progress_bar=progress_bar)
     logger.close()
-    chosen = agent.select_prompt()
-    task, scorer = agent.env.attr("task"), agent.env.attr("scorer")
-    prompts = {"learned": chosen["prompt"], "manual": task.manual_prompt, "empty": ""}
-    tested = evaluate_prompts(scorer, task, list(prompts.values()), split="test", progress=progress_bar)
+    task, scorer, sampler = agent.env.attr("task"), agent.env.attr("scorer"), agent.env.attr("sampler")
+    baselines = {"manual": task.manual_prompt, "empty": ""}
+    baseline_results = evaluate_prompts(scorer, task, list(baselines.values()), split="test", progress=progress_bar)
+    test = {name: {"prompt": p, "accuracy": r["accuracy"], "num_examples": r["num_examples"]}
+            for (name, p), r in zip(baselines.items(), baseline_results, strict=True)}
+    if isinstance(sampler, TestTimeSampler):
+        chosen, selected_on = None, None
+        test["learned"] = _test_time_learned(agent, sampler, scorer, settings.config.seed, out)
+    else:
+        chosen, selected_on = agent.select_prompt(), "validation"
+        learned = evaluate_prompts(scorer, task, [chosen["prompt"]], split="test", progress=progress_bar)[0]
+        test["learned"] = {"prompt": chosen["prompt"], "accuracy": learned["accuracy"],
+                           "num_examples": learned["num_examples"]}
     results = {
         "env": settings.env, "agent": settings.agent, "seed": settings.config.seed, "settings": settings.to_dict(),
         "versions": versions(), "num_updates": agent.num_updates, "num_timesteps": agent.num_timesteps,
         "promotions": agent.promotions, "rollbacks": agent.rollbacks,
         "target_evaluations": agent._target_evaluations(), "wall_time_s": round(time.perf_counter() - start, 1),
-        "selected_on": "validation", "selected": chosen,
-        "test": {name: {"prompt": p, "accuracy": r["accuracy"], "num_examples": r["num_examples"]}
-                 for (name, p), r in zip(prompts.items(), tested, strict=True)},
+        "selected_on": selected_on, "selected": chosen,
+        "test": {name: test[name] for name in ("learned", "manual", "empty")},
     }
     ckpt.save_json(out / "best_prompts.json", agent.pool.to_list())
     ckpt.save_json(out / "results.json", results)
     plot_curves(read_log(out / "log.jsonl"), out / "curves.png", title=f"APPO on {settings.env}")
     return results
+
+
+def _test_time_learned(agent: Any, sampler: Any, scorer: Any, seed: int, out: Path) -> dict[str, Any]:
+    """The policy writes one prompt per test input (greedy); score each on its input, keep them on disk."""
+    from prompt_gym import checkpoint as ckpt
+    from prompt_gym.test_time import evaluate_test_time
+
+    def write(meta_prompts: list[str]) -> list[str]:
+        return list(agent.predict(tuple(meta_prompts), deterministic=True)[0])
+
+    result = evaluate_test_time(sampler, scorer, write, split="test", seed=seed)
+    inputs = [example.input for example in sampler.task.split("test")]
+    ckpt.save_json(out / TEST_TIME_PROMPTS_FILE, [
+        {"input": text, "prompt": prompt, "score": score}
+        for text, prompt, score in zip(inputs, result["prompts"], result["scores"], strict=True)])
+    return {"prompt": f"one per input ({TEST_TIME_PROMPTS_FILE})", "accuracy": result["accuracy"],
+            "num_examples": result["num_examples"]}

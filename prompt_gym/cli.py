@@ -2,6 +2,7 @@
 
 Subcommands:
     envs    list the registered environments
+    train   train the APPO agent on an environment (checkpoints, resume, results.json)
     eval    test accuracy (or generation metric) of one or more prompts on an environment's task
     compare several agents on one env under one budget of target evaluations (prompt_gym.comparison_cli)
 """
@@ -13,6 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from prompt_gym.comparison_cli import add_compare_parser
 
@@ -62,6 +64,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_training_results(results: dict[str, Any]) -> None:
+    """Print what ``prompt-gym train`` learned: the chosen prompt and the test accuracies."""
+    test = results["test"]
+    if results["selected"] is None:
+        print(f"learned: one prompt per test input, written by the trained policy ({test['learned']['prompt']})")
+    else:
+        print(f"learned prompt (chosen on validation, val acc {results['selected']['val_accuracy']:.3f}): "
+              f"{results['selected']['prompt']!r}")
+    for name in ("learned", "manual", "empty"):
+        print(f"test accuracy  {name:<8} {test[name]['accuracy']:.4f}  (n={test[name]['num_examples']})")
+
+
 def _train(args: argparse.Namespace) -> int:
     import prompt_gym  # noqa: F401  (registers the environments)
     from prompt_gym.agents.training import resume_settings, run_training, train_settings_from_args
@@ -72,12 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         if not args.out or not args.updates:
             raise SystemExit("prompt-gym train needs --out RUN_FOLDER and --updates N (or --resume RUN_FOLDER).")
         settings = train_settings_from_args(args)
-    results = run_training(settings, resume=bool(args.resume))
-    test = results["test"]
-    print(f"learned prompt (chosen on validation, val acc {results['selected']['val_accuracy']:.3f}): "
-          f"{results['selected']['prompt']!r}")
-    for name in ("learned", "manual", "empty"):
-        print(f"test accuracy  {name:<8} {test[name]['accuracy']:.4f}  (n={test[name]['num_examples']})")
+    print_training_results(run_training(settings, resume=bool(args.resume)))
     print(f"outputs in {settings.out}")
     return 0
 
