@@ -32,12 +32,13 @@ def prompts(count: int) -> list[str]:
 
 
 def machine() -> str:
-    """One line on the machine's state: cores, torch threads, load average (other processes)."""
+    """One line on the machine's state: cores, torch threads, load average (other processes), the GPU if any."""
     import torch
 
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     threads = torch.get_num_threads()
-    return f"{os.cpu_count()} CPUs, torch {torch.__version__} with {threads} threads, load average {load}"
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{os.cpu_count()} CPUs, torch {torch.__version__} with {threads} threads, load average {load}{gpu}"
 
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -47,13 +48,20 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of a ``size x size`` matrix multiply on the current torch threads."""
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu", dtype: Any = None) -> float:
+    """Best GFLOP/s of a ``size x size`` matrix multiply (on CPU: the current torch threads; fp32 by default)."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)  # warm-up
-    best = min(timed(torch.mm, a, b)[1] for _ in range(repeats))
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+
+    def multiply() -> None:
+        torch.mm(a, b)
+        if a.is_cuda:
+            torch.cuda.synchronize()
+
+    multiply()  # warm-up
+    best = min(timed(multiply)[1] for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 

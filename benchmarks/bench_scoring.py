@@ -8,7 +8,8 @@ off: it is opt-in) and the score cache off, so every pair really runs the model.
 prediction agreement, and our achieved GFLOP/s against a matmul peak measured in the same run.
 
 Usage:
-    PROMPT_GYM_DATA_DIR=/path/to/data python benchmarks/bench_scoring.py [--quick] [--dtype bfloat16]
+    PROMPT_GYM_DATA_DIR=/path/to/data python benchmarks/bench_scoring.py [--quick]
+    PROMPT_GYM_DATA_DIR=/path/to/data python benchmarks/bench_scoring.py --device cuda --dtype bfloat16
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ def main() -> None:
     print(f"# {machine()}")
     print(f"# model {args.model}: {params / 1e6:.1f} M non-embedding parameters, {model.dtype}, "
           f"{model.device}, {model.config._attn_implementation} attention")
-    peak = matmul_peak_gflops() if model.device.type == "cpu" else float("nan")
-    print(f"# matmul peak (fp32 2048^3, same threads): {peak:.1f} GFLOP/s")
+    if model.device.type == "cpu":
+        peak = matmul_peak_gflops()
+        print(f"# matmul peak (fp32 2048^3, same threads): {peak:.1f} GFLOP/s")
+    else:
+        peak = matmul_peak_gflops(8192, device=model.device.type, dtype=model.dtype)
+        print(f"# matmul peak ({model.dtype} 8192^3, {model.device}): {peak:.1f} GFLOP/s")
     ours.score(prompts(2), inputs[:4])  # warm-up
     counts = (16,) if args.quick else (4, 16, 64)
     scorers = [("ours", ours), ("ours + prefix KV cache", prefixed)]
