@@ -77,7 +77,7 @@ class TrainSettings:
 def train_settings_from_args(args: Any) -> TrainSettings:
     """Build settings from ``prompt-gym train``'s parsed arguments."""
     env_kwargs: dict[str, Any] = {"action_mode": args.action_mode}
-    for name in ("max_prompt_tokens", "num_demos", "reward_batch_size", "test_split"):
+    for name in ("task", "max_prompt_tokens", "num_demos", "reward_batch_size", "test_split"):
         if getattr(args, name) is not None:
             env_kwargs[name] = getattr(args, name)
     config = APPOConfig(

@@ -64,7 +64,7 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_training_results(results: dict[str, Any]) -> None:
+def _print_training_results(results: dict[str, Any]) -> None:
     """Print what ``prompt-gym train`` learned: the chosen prompt and the test accuracies."""
     test = results["test"]
     if results["selected"] is None:
@@ -86,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         if not args.out or not args.updates:
             raise SystemExit("prompt-gym train needs --out RUN_FOLDER and --updates N (or --resume RUN_FOLDER).")
         settings = train_settings_from_args(args)
-    print_training_results(run_training(settings, resume=bool(args.resume)))
+    _print_training_results(run_training(settings, resume=bool(args.resume)))
     print(f"outputs in {settings.out}")
     return 0
 
@@ -116,6 +116,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--num-demos", type=int, help="demonstrations in the meta-prompt (env setting)")
     train.add_argument("--reward-batch-size", type=int, help="training examples per reward (env setting)")
     train.add_argument("--test-split", help="which file serves as test (SST-2: validation=872, test=1821)")
+    train.add_argument("--task", help="registered task to run the env on instead of its own (for example "
+                                      "--env PromptTune-TTE-SST2-v0 --task mrpc: test-time editing on MRPC)")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--dtype", help="model dtype (default: bf16 on CUDA, fp32 on CPU)")
     train.set_defaults(run=_train)

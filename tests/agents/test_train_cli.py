@@ -4,7 +4,7 @@ import pytest
 
 import prompt_gym
 from prompt_gym.checkpoint import CheckpointError
-from prompt_gym.cli import main, print_training_results
+from prompt_gym.cli import main
 from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
 
 ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", "--lr", "1e-2",
@@ -70,20 +70,15 @@ def test_train_on_real_model_and_sst2(real_lm, real_data_dir, tmp_path):
 
 
 def test_train_on_test_time_editing_writes_one_prompt_per_test_input(tiny_model_dir, tmp_path, capsys):
-    from prompt_gym.agents.appo.config import APPOConfig
-    from prompt_gym.agents.training import TrainSettings, run_training
-
     out = tmp_path / "tte"
-    settings = TrainSettings(
-        "PromptTune-TTE-SST2-v0", str(out), 2, agent_model=tiny_model_dir,
-        env_kwargs={"task": "toy", "num_demos": 1, "max_prompt_tokens": 3},
-        config=APPOConfig(seed=0, device="cpu", batch_size=2, minibatch_size=2, ppo_epochs=1, final_samples=1))
-    results = run_training(settings, progress_bar=False)
+    assert main(["train", "--env", "PromptTune-TTE-SST2-v0", "--task", "toy", "--agent-model", tiny_model_dir,
+                 "--updates", "2", "--batch-size", "2", "--ppo-epochs", "1", "--max-prompt-tokens", "3",
+                 "--num-demos", "1", "--device", "cpu", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
     written = json.loads((out / "test_time_prompts.json").read_text())
     test = results["test"]
     assert results["selected"] is None and results["selected_on"] is None
     assert len(written) == test["learned"]["num_examples"] == test["manual"]["num_examples"] > 0
     assert test["learned"]["accuracy"] == pytest.approx(sum(row["score"] for row in written) / len(written))
     assert [row["input"] for row in written] == [e.input for e in prompt_gym.get_task("toy").split("test")]
-    print_training_results(results)
     assert "one prompt per test input" in capsys.readouterr().out
