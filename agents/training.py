@@ -186,24 +186,21 @@ def run_training(
     agent.learn(total_updates=settings.updates, callback=[saver, *(callbacks or [])], progress_bar=progress_bar)
     logger.close()
     task, scorer, sampler = agent.env.attr("task"), agent.env.attr("scorer"), agent.env.attr("sampler")
-    baselines = {"manual": task.manual_prompt, "empty": ""}
-    baseline_results = evaluate_prompts(scorer, task, list(baselines.values()), split="test", progress=progress_bar)
+    test_time = isinstance(sampler, TestTimeSampler)
+    chosen = None if test_time else agent.select_prompt()
+    evaluations = agent._target_evaluations()  # training and selection; test scoring is not counted
+    prompts = {"manual": task.manual_prompt, "empty": ""} | ({} if test_time else {"learned": chosen["prompt"]})
+    tested = evaluate_prompts(scorer, task, list(prompts.values()), split="test", progress=progress_bar)
     test = {name: {"prompt": p, "accuracy": r["accuracy"], "num_examples": r["num_examples"]}
-            for (name, p), r in zip(baselines.items(), baseline_results, strict=True)}
-    if isinstance(sampler, TestTimeSampler):
-        chosen, selected_on = None, None
+            for (name, p), r in zip(prompts.items(), tested, strict=True)}
+    if test_time:
         test["learned"] = _test_time_learned(agent, sampler, scorer, settings.config.seed, out)
-    else:
-        chosen, selected_on = agent.select_prompt(), "validation"
-        learned = evaluate_prompts(scorer, task, [chosen["prompt"]], split="test", progress=progress_bar)[0]
-        test["learned"] = {"prompt": chosen["prompt"], "accuracy": learned["accuracy"],
-                           "num_examples": learned["num_examples"]}
     results = {
         "env": settings.env, "agent": settings.agent, "seed": settings.config.seed, "settings": settings.to_dict(),
         "versions": versions(), "num_updates": agent.num_updates, "num_timesteps": agent.num_timesteps,
         "promotions": agent.promotions, "rollbacks": agent.rollbacks,
-        "target_evaluations": agent._target_evaluations(), "wall_time_s": round(time.perf_counter() - start, 1),
-        "selected_on": selected_on, "selected": chosen,
+        "target_evaluations": evaluations, "wall_time_s": round(time.perf_counter() - start, 1),
+        "selected_on": None if test_time else "validation", "selected": chosen,
         "test": {name: test[name] for name in ("learned", "manual", "empty")},
     }
     ckpt.save_json(out / "best_prompts.json", agent.pool.to_list())

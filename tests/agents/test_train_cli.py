@@ -33,6 +33,9 @@ def test_train_writes_outputs_and_resumes(tiny_model_dir, tmp_path, capsys):
     assert set(results["test"]) == {"learned", "manual", "empty"}
     assert {"torch", "transformers", "peft"} <= set(results["versions"])
     assert "test accuracy  manual" in capsys.readouterr().out
+    trained = json.loads((out / "log.jsonl").read_text().splitlines()[-1])["time/target_evaluations"]
+    selection = 5 * len(prompt_gym.get_task("toy").split("validation"))  # greedy + 4 samples (final_samples)
+    assert trained <= results["target_evaluations"] <= trained + selection  # test scoring is not counted
 
     with pytest.raises(FileExistsError, match="--resume"):
         main(["train", *ARGS, "--agent-model", tiny_model_dir, "--updates", "2", "--out", str(out)])
