@@ -53,5 +53,6 @@ for _subject in MMLU_SUBJECTS:
 register(
     id="PromptTune-TTE-SST2-v0",
     entry_point="prompt_gym.envs.test_time_edit:TestTimeEditEnv",
+    vector_entry_point="prompt_gym.envs.test_time_edit:TestTimeEditVectorEnv",
     kwargs={"task": "sst2"},
 )

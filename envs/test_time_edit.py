@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prompt_gym.envs.prompt_tune import PromptTuneEnv
+from prompt_gym.envs.vector import PromptTuneVectorEnv
 from prompt_gym.episode import EpisodeSampler
 from prompt_gym.tasks import Task
 from prompt_gym.test_time import TestTimeSampler
@@ -24,7 +25,8 @@ class TestTimeEditEnv(PromptTuneEnv):
       correct + gap`` (the paper's TTE code uses ``-CE + 10 * correct``).
     * ``reward_batch_size`` is fixed to 1.
 
-    Works for any registered task (``gym.make("PromptTune-TTE-SST2-v0", task="mrpc")``).
+    Works for any registered task (``gym.make("PromptTune-TTE-SST2-v0", task="mrpc")``), and as a
+    native vector env (``gym.make_vec``: :class:`TestTimeEditVectorEnv`).
     Evaluation writes one prompt per test input: :func:`prompt_gym.test_time.evaluate_test_time`
     with ``env.unwrapped.sampler`` and ``env.unwrapped.scorer``.
 
@@ -53,3 +55,14 @@ class TestTimeEditEnv(PromptTuneEnv):
         """Every character a meta-prompt can hold, now including the current input of any split."""
         inputs = "".join(example.input for split in self.task.splits.values() for example in split)
         return "".join(sorted(set(super()._meta_prompt_charset()) | set(inputs)))
+
+
+class TestTimeEditVectorEnv(PromptTuneVectorEnv):
+    """``num_envs`` copies of :class:`TestTimeEditEnv` sharing one target, one batched target call per step.
+
+    What :class:`~prompt_gym.envs.vector.PromptTuneVectorEnv` is for :class:`PromptTuneEnv`
+    (SAME_STEP autoreset, sub-environment ``i`` of ``reset(seed=s)`` equals
+    ``TestTimeEditEnv.reset(seed=s + i)``): ``gym.make_vec("PromptTune-TTE-SST2-v0", num_envs=4)``.
+    """
+
+    env_class = TestTimeEditEnv

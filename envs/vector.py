@@ -92,6 +92,8 @@ class PromptTuneVectorEnv(VectorEnv):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["ansi"]}
+    env_class: type[PromptTuneEnv] = PromptTuneEnv
+    """The sub-environment class (a subclass sets its own, e.g. test-time editing)."""
 
     def __init__(
         self,
@@ -107,9 +109,9 @@ class PromptTuneVectorEnv(VectorEnv):
         if num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {num_envs}.")
         common = {"reward": reward, "reward_kwargs": reward_kwargs, "render_mode": render_mode}
-        first = PromptTuneEnv(task, **common, **env_kwargs)
+        first = self.env_class(task, **common, **env_kwargs)
         shared = {**env_kwargs, "tokenizer": first.tokenizer, "scorer": first.scorer}
-        self.envs = [first] + [PromptTuneEnv(first.task, **common, **shared) for _ in range(num_envs - 1)]
+        self.envs = [first] + [self.env_class(first.task, **common, **shared) for _ in range(num_envs - 1)]
         self.judge = PromptJudge(first.scorer, reward, reward_kwargs, normalize=reward_normalization)
         self.num_envs = num_envs
         self.render_mode = render_mode

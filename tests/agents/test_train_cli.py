@@ -76,7 +76,7 @@ def test_train_on_test_time_editing_writes_one_prompt_per_test_input(tiny_model_
     out = tmp_path / "tte"
     assert main(["train", "--env", "PromptTune-TTE-SST2-v0", "--task", "toy", "--agent-model", tiny_model_dir,
                  "--updates", "2", "--batch-size", "2", "--ppo-epochs", "1", "--max-prompt-tokens", "3",
-                 "--num-demos", "1", "--device", "cpu", "--out", str(out)]) == 0
+                 "--num-demos", "1", "--num-envs", "2", "--device", "cpu", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     written = json.loads((out / "test_time_prompts.json").read_text())
     test = results["test"]

@@ -9,6 +9,7 @@ from gymnasium.vector.utils import batch_space
 
 import prompt_gym  # noqa: F401
 from prompt_gym.envs.prompt_tune import PromptTuneEnv
+from prompt_gym.envs.test_time_edit import TestTimeEditEnv, TestTimeEditVectorEnv
 from prompt_gym.envs.vector import PromptTuneVectorEnv
 from prompt_gym.rewards import zscore
 from prompt_gym.scoring import LMScorer
@@ -99,16 +100,10 @@ def test_seeded_rollouts_are_deterministic(tiny_lm, mode):
     assert not data_equivalence(first[0], other[0])
 
 
-@pytest.mark.parametrize("mode", ["token", "text"])
-def test_equals_separate_single_envs(tiny_lm, mode):
-    """Sub-env i of reset(seed=s) is PromptTuneEnv.reset(seed=s + i); SAME_STEP autoreset."""
-    kwargs = {"task": "toy", "num_demos": 3, "reward_batch_size": 8}
-    ours = PromptTuneVectorEnv(num_envs=4, **kwargs, **_tiny_kwargs(tiny_lm, mode))
-    separate = _tiny_kwargs(tiny_lm, mode)  # its own scorer, so no score comes from the other's cache
-    reference = SyncVectorEnv([lambda: PromptTuneEnv(**kwargs, **separate) for _ in range(4)],
-                              autoreset_mode=AutoresetMode.SAME_STEP)
-    actions = _actions(ours, 16, seed=3)
-    got, expected = _rollout(ours, 11, actions), _rollout(reference, 11, actions)
+def _assert_same_rollouts(ours, reference, seed=11, steps=16):
+    """Both vector envs give the same observations, rewards (to 1e-4), terminations and infos."""
+    actions = _actions(ours, steps, seed=3)
+    got, expected = _rollout(ours, seed, actions), _rollout(reference, seed, actions)
     assert data_equivalence(got[0], expected[0], exact=True)
     finished = 0
     for ours_step, reference_step in zip(got[1:], expected[1:], strict=True):
@@ -125,7 +120,29 @@ def test_equals_separate_single_envs(tiny_lm, mode):
             np.testing.assert_allclose(info["final_info"]["accuracy"], info_r["final_info"]["accuracy"])
             np.testing.assert_allclose(info["final_info"]["gap"], info_r["final_info"]["gap"], atol=1e-4)
             finished += int(terminated.sum())
-    assert finished >= 4
+    assert finished >= ours.num_envs
+
+
+@pytest.mark.parametrize("mode", ["token", "text"])
+def test_equals_separate_single_envs(tiny_lm, mode):
+    """Sub-env i of reset(seed=s) is PromptTuneEnv.reset(seed=s + i); SAME_STEP autoreset."""
+    kwargs = {"task": "toy", "num_demos": 3, "reward_batch_size": 8}
+    ours = PromptTuneVectorEnv(num_envs=4, **kwargs, **_tiny_kwargs(tiny_lm, mode))
+    separate = _tiny_kwargs(tiny_lm, mode)  # its own scorer, so no score comes from the other's cache
+    reference = SyncVectorEnv([lambda: PromptTuneEnv(**kwargs, **separate) for _ in range(4)],
+                              autoreset_mode=AutoresetMode.SAME_STEP)
+    _assert_same_rollouts(ours, reference)
+
+
+def test_test_time_editing_vector_env_equals_separate_single_envs(tiny_lm):
+    """gym.make_vec on the TTE env gives the native vector env of TestTimeEditEnv (what APPO trains with)."""
+    kwargs = {"task": "toy", "num_demos": 2}
+    ours = gym.make_vec("PromptTune-TTE-SST2-v0", num_envs=3, **kwargs, **_tiny_kwargs(tiny_lm, "text"))
+    assert isinstance(ours, TestTimeEditVectorEnv) and all(isinstance(e, TestTimeEditEnv) for e in ours.envs)
+    separate = _tiny_kwargs(tiny_lm, "text")
+    reference = SyncVectorEnv([lambda: TestTimeEditEnv(**kwargs, **separate) for _ in range(3)],
+                              autoreset_mode=AutoresetMode.SAME_STEP)
+    _assert_same_rollouts(ours, reference)
 
 
 def test_finished_prompts_are_scored_in_one_call(tiny_lm, monkeypatch):
