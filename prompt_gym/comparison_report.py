@@ -95,30 +95,43 @@ def curve_band(curves: Sequence[Sequence[Sequence[float]]], grid: np.ndarray) ->
 
 
 def plot_learning_curves(results: Sequence[dict[str, Any]], path: Path, budget: int, title: str = "") -> Path:
-    """One PNG: best validation accuracy so far vs target evaluations, mean over seeds and min-max band."""
+    """One PNG, one panel per agent (shared axes): best validation accuracy so far vs target evaluations.
+
+    Each panel shows every seed as a thin line, the mean over seeds as a thick one and the min-max
+    band; non-learning baselines are dashed. Separate panels keep agents with equal curves visible.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     grid = np.linspace(0, budget, 201)
-    fig, axis = plt.subplots(figsize=(7.5, 4.5))
-    for agent, runs in _group(results).items():
+    groups = _group(results)
+    columns = min(3, max(1, len(groups)))
+    rows = -(-len(groups) // columns) if groups else 1
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), sharex=True, sharey=True,
+                             squeeze=False)
+    for axis, (agent, runs), color in zip(axes.flat, groups.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4,
+                                          strict=False):
         values = curve_band([r["curve"] for r in runs], grid)
-        seen = ~np.isnan(values).any(axis=0)  # from where every seed has a first point
-        if not seen.any():
-            continue
-        values = values[:, seen]
-        mean, low, high = values.mean(0), values.min(0), values.max(0)
         style = "--" if all(r["num_updates"] == 0 for r in runs) else "-"  # non-learning baselines: dashed
-        (line,) = axis.plot(grid[seen], mean, style, drawstyle="steps-post", label=f"{agent} (n={len(runs)})")
-        axis.fill_between(grid[seen], low, high, step="post", alpha=0.2, color=line.get_color())
-    axis.set_xlabel("target-LLM evaluations (prompt x example pairs)")
-    axis.set_ylabel("best validation accuracy so far")
-    axis.set_xlim(0, budget)
-    axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", fontsize="small")
-    axis.set_title(title or "learning curves (mean over seeds, min-max band)")
+        for seed_values in values:
+            axis.plot(grid, seed_values, style, drawstyle="steps-post", color=color, alpha=0.35, linewidth=0.8)
+        seen = ~np.isnan(values).any(axis=0)  # from where every seed has a first point
+        if seen.any():
+            band = values[:, seen]
+            axis.plot(grid[seen], band.mean(0), style, drawstyle="steps-post", color=color, linewidth=2)
+            axis.fill_between(grid[seen], band.min(0), band.max(0), step="post", alpha=0.15, color=color)
+        axis.set_title(f"{agent} (n={len(runs)})", fontsize="medium")
+        axis.grid(alpha=0.3)
+    for axis in axes.flat[len(groups):]:
+        axis.set_visible(False)
+    for axis in axes[-1]:
+        axis.set_xlabel("target-LLM evaluations")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("best val. accuracy so far")
+    axes[0, 0].set_xlim(0, budget)
+    fig.suptitle(title or "learning curves (seeds thin, mean thick, min-max band)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
