@@ -36,6 +36,16 @@ def fresh_tiny_lm():
     return build_tiny_lm(tokenizer), tokenizer
 
 
+@pytest.fixture
+def tiny_model_dir(tmp_path) -> str:
+    """A folder holding a tiny Llama and its byte tokenizer (what ``--agent-model`` and ``load_causal_lm`` read)."""
+    tokenizer = build_byte_tokenizer()
+    folder = tmp_path / "tiny-model"
+    build_tiny_lm(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real task data (``$PROMPT_GYM_DATA_DIR``); skips when it is not set."""

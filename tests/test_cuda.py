@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from prompt_gym.cli import main
-from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -22,15 +21,6 @@ pytestmark = [pytest.mark.cuda,
 TINY_TRAINING = ["--env", "PromptTune-Toy-v0", "--batch-size", "4", "--ppo-epochs", "2", "--lr", "1e-2",
                  "--anchor-check-interval", "2", "--max-prompt-tokens", "4", "--num-demos", "1",
                  "--reward-batch-size", "4", "--device", "cuda", "--dtype", "bfloat16", "--seed", "0"]
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path):
-    tokenizer = build_byte_tokenizer()
-    folder = tmp_path / "tiny-model"
-    build_tiny_lm(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def _log(run):

@@ -5,20 +5,10 @@ import pytest
 import prompt_gym
 from prompt_gym.checkpoint import CheckpointError
 from prompt_gym.cli import main
-from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
 
 ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", "--lr", "1e-2",
         "--anchor-check-interval", "2", "--max-prompt-tokens", "3", "--num-demos", "1", "--reward-batch-size", "2",
         "--device", "cpu"]
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path):
-    tokenizer = build_byte_tokenizer()
-    folder = tmp_path / "tiny-model"
-    build_tiny_lm(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def test_train_writes_outputs_and_resumes(tiny_model_dir, tmp_path, capsys):
