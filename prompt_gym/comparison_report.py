@@ -111,8 +111,8 @@ def plot_learning_curves(results: Sequence[dict[str, Any]], path: Path, budget: 
     rows = -(-len(groups) // columns) if groups else 1
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), sharex=True, sharey=True,
                              squeeze=False)
-    for axis, (agent, runs), color in zip(axes.flat, groups.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4,
-                                          strict=False):
+    for index, (axis, (agent, runs)) in enumerate(zip(axes.flat, groups.items(), strict=False)):
+        color = f"C{index % 10}"  # matplotlib's default colour cycle
         values = curve_band([r["curve"] for r in runs], grid)
         style = "--" if all(r["num_updates"] == 0 for r in runs) else "-"  # non-learning baselines: dashed
         for seed_values in values:

@@ -1,0 +1,56 @@
+"""Shared pieces of the learning benchmarks (``learn_sst2.py``, ``learn_families.py``): settings, budget, flags."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+from prompt_gym.agents.training import TrainSettings
+from prompt_gym.callbacks import Callback
+
+
+class WallTimeBudget(Callback):
+    """Stops training after the update that crosses ``minutes`` of wall time."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.deadline = time.perf_counter() + 60 * minutes
+
+    def _on_update_end(self) -> bool:
+        return time.perf_counter() < self.deadline
+
+
+def short_run_settings(env: str, out: str, updates: int, seed: int, lr: float) -> TrainSettings:
+    """The benchmarks' APPO run: 4 text-mode envs, 16-shot split 13, batch 4, 2 PPO epochs, checks every 4.
+
+    Test-time editing scores each prompt on its one input, so it gets no ``reward_batch_size``.
+    """
+    env_kwargs = {"action_mode": "text", "data_seed": 13, "num_demos": 3, "max_prompt_tokens": 32}
+    if "-TTE-" not in env:
+        env_kwargs["reward_batch_size"] = 16
+    return TrainSettings(
+        env=env, out=out, updates=updates, num_envs=4, save_every=4, env_kwargs=env_kwargs,
+        config=APPOConfig(seed=seed, device="cpu", learning_rate=lr, batch_size=4, minibatch_size=4,
+                          ppo_epochs=2, anchor_check_interval=4, anchor_samples=2),
+        model_config=ModelConfig(),
+    )
+
+
+def parse_run_arguments(description: str, out: str, updates: int, minutes: float,
+                        extra: dict[str, dict] | None = None) -> argparse.Namespace:
+    """Parse the flags both benchmarks take (plus ``extra``: flag -> ``add_argument`` kwargs); set torch threads."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=out)
+    for flag, options in (extra or {}).items():
+        parser.add_argument(flag, **options)
+    parser.add_argument("--updates", type=int, default=updates)
+    parser.add_argument("--minutes", type=float, default=minutes, help="training wall-time budget (per run)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a crowded CPU)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
