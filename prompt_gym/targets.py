@@ -6,12 +6,14 @@ from typing import Any
 
 from prompt_gym.generation import GenerationScorer, is_generation_scorer
 from prompt_gym.models import DEFAULT_MODEL, resolve_model_path, shared_causal_lm
+from prompt_gym.remote.spec import RemoteTarget, is_remote_spec
 from prompt_gym.scoring import LMScorer, Scorer
 from prompt_gym.tasks import Task
 from prompt_gym.vocab import WordTokenizer
 
-Target = str | tuple[Any, Any]
-"""A model spec (alias, ``.gguf``, folder, hub id) or a loaded ``(model, tokenizer)`` pair."""
+Target = str | tuple[Any, Any] | RemoteTarget
+"""A model spec (alias, ``.gguf``, folder, hub id), a loaded ``(model, tokenizer)`` pair, or a remote
+target (``"openai:<base_url>#<model>"`` or a :class:`~prompt_gym.remote.spec.RemoteTarget`)."""
 
 
 def make_scorer(
@@ -20,9 +22,9 @@ def make_scorer(
 ) -> Scorer:
     """Return the scorer an environment uses.
 
-    Precedence: a ready ``scorer``; else ``target`` (a spec or a ``(model, tokenizer)`` pair);
-    else the task's own default target (the toy task's rule); else the default model, loaded
-    once per process and shared.
+    Precedence: a ready ``scorer``; else ``target`` (a spec, a ``(model, tokenizer)`` pair or a
+    remote target, see :mod:`prompt_gym.remote`); else the task's own default target (the toy
+    task's rule); else the default model, loaded once per process and shared.
 
     Generation tasks (``task.is_generation``) get a :class:`GenerationScorer` that writes at most
     ``max_new_tokens`` tokens (default: the task's ``max_new_tokens``).
@@ -42,6 +44,10 @@ def make_scorer(
         return scorer
     if target is None and task.default_scorer is not None:
         return task.default_scorer(task)
+    if is_remote_spec(target):
+        from prompt_gym.remote.scorer import make_remote_scorer
+
+        return make_remote_scorer(task, target, max_new_tokens)
     model, tokenizer = _loaded(target)
     if task.is_generation:
         return GenerationScorer(model, tokenizer, task.metric, task.template,
@@ -53,7 +59,8 @@ def make_tokenizer(task: Task, tokenizer: Any = None, target: Target | None = No
     """Return the env (agent) tokenizer.
 
     Precedence: a ready tokenizer object; a spec string (loads only the tokenizer); the toy task's
-    word tokenizer; the target's tokenizer; the default model's tokenizer.
+    word tokenizer; the target's tokenizer (for a remote target: the default model's tokenizer,
+    without loading its weights); the default model's tokenizer.
     """
     if tokenizer is not None and not isinstance(tokenizer, str):
         return tokenizer
@@ -63,6 +70,8 @@ def make_tokenizer(task: Task, tokenizer: Any = None, target: Target | None = No
         return AutoTokenizer.from_pretrained(resolve_model_path(tokenizer))
     if target is None and task.default_scorer is not None:
         return WordTokenizer()
+    if is_remote_spec(target):
+        return make_tokenizer(task, DEFAULT_MODEL)
     return _loaded(target)[1]
 
 
