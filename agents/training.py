@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+from prompt_gym.remote.runs import UsageLogCallback, run_target, target_usage
 
 SETTINGS_FILE = "run.json"
 TEST_TIME_PROMPTS_FILE = "test_time_prompts.json"
@@ -129,7 +130,7 @@ def _make_env(settings: TrainSettings, model: Any, tokenizer: Any) -> Any:
     kwargs = dict(settings.env_kwargs, tokenizer=tokenizer)
     task_name = settings.env_kwargs.get("task", gym.spec(settings.env).kwargs.get("task", "sst2"))
     if settings.target_model is not None:
-        kwargs["target"] = settings.target_model
+        kwargs["target"] = run_target(settings.target_model, settings.out)  # a remote one counts in the run folder
     elif prompt_gym.get_task(task_name).default_scorer is None:
         kwargs["target"] = (model, tokenizer)  # one copy of the weights: the target runs them with adapters off
     if settings.num_envs == 1:
@@ -183,7 +184,9 @@ def run_training(
     if checkpoint_path is not None:
         agent.load_checkpoint(checkpoint_path)
     saver = CheckpointCallback(out / "checkpoints", settings.save_every)
-    agent.learn(total_updates=settings.updates, callback=[saver, *(callbacks or [])], progress_bar=progress_bar)
+    usage_log = UsageLogCallback(agent.env.attr("scorer"))
+    agent.learn(total_updates=settings.updates, callback=[saver, usage_log, *(callbacks or [])],
+                progress_bar=progress_bar)
     logger.close()
     task, scorer, sampler = agent.env.attr("task"), agent.env.attr("scorer"), agent.env.attr("sampler")
     test_time = isinstance(sampler, TestTimeSampler)
@@ -199,7 +202,8 @@ def run_training(
         "env": settings.env, "agent": settings.agent, "seed": settings.config.seed, "settings": settings.to_dict(),
         "versions": versions(), "num_updates": agent.num_updates, "num_timesteps": agent.num_timesteps,
         "promotions": agent.promotions, "rollbacks": agent.rollbacks,
-        "target_evaluations": evaluations, "wall_time_s": round(time.perf_counter() - start, 1),
+        "target_evaluations": evaluations, "target_usage": target_usage(scorer),
+        "wall_time_s": round(time.perf_counter() - start, 1),
         "selected_on": None if test_time else "validation", "selected": chosen,
         "test": {name: test[name] for name in ("learned", "manual", "empty")},
     }

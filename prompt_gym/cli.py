@@ -96,7 +96,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--env", default="PromptTune-SST2-v0", help="environment id (see `prompt-gym envs`)")
     train.add_argument("--agent", default="appo", choices=("appo",), help="the algorithm")
     train.add_argument("--agent-model", default="smollm2-135m-instruct", help="agent model spec")
-    train.add_argument("--target-model", help="target model spec (default: the agent model, one shared copy)")
+    train.add_argument("--target", "--target-model", dest="target_model",
+                       help="target: a model spec (default: the agent model, one shared copy) or a served model, "
+                            "openai:<base_url>#<model> (see docs/remote-target.md)")
     train.add_argument("--updates", type=int, help="total APPO updates (with --resume: the new total)")
     train.add_argument("--seed", type=int, default=0, help="seed of the agent and of the first env reset")
     train.add_argument("--out", help="run folder (must not hold a run yet)")
@@ -139,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--manual-prompt", action="store_true", help="also evaluate the task's manual prompt")
     evaluate.add_argument("--split", default="test", choices=("test", "validation", "train"))
     evaluate.add_argument("--test-split", help="which file serves as test (SST-2: validation=872, test=1821)")
-    evaluate.add_argument("--target-model", help="target model spec (default: smollm2-135m-instruct)")
+    evaluate.add_argument("--target", "--target-model", dest="target_model",
+                          help="target: a model spec (default: smollm2-135m-instruct) or a served model, "
+                               "openai:<base_url>#<model> (see docs/remote-target.md)")
     evaluate.add_argument("--json", help="also write the results to this JSON file")
     evaluate.set_defaults(run=_eval)
 

@@ -34,7 +34,8 @@ def _compare(args: argparse.Namespace) -> int:
     try:
         config = CompareConfig(
             env_id=args.env, agents=_csv(args.agents), budget=args.budget, seeds=args.seeds, out=args.out,
-            agent_model=args.agent_model, env_kwargs=args.env_kwargs, agent_options=args.agent_options,
+            agent_model=args.agent_model, agent_options=args.agent_options,
+            env_kwargs=args.env_kwargs | ({"target": args.target} if args.target else {}),
             vary_data=not args.fixed_data, checkpoint_every=args.checkpoint_every)
         run_comparison(config)
     except ValueError as error:
@@ -62,6 +63,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--seeds", type=_seeds, default=[13, 21, 42],
                          help="comma-separated seeds (default 13,21,42)")
     compare.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+    compare.add_argument("--target", help="target: a model spec or a served model, openai:<base_url>#<model> "
+                                          "(see docs/remote-target.md); default: the env's")
     compare.add_argument("--agent-model",
                          help="agent LLM spec (default: the default model; a tiny LM on the toy env)")
     compare.add_argument("--env-kwargs", type=_json_object, default={},
