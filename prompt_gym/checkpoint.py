@@ -6,10 +6,17 @@ Layout under a run's ``checkpoints/`` folder::
     step-000020/
     latest         the name of the newest complete checkpoint
 
-A checkpoint is written into a hidden temporary folder, its ``manifest.json`` (SHA-256 of every
-file) is written last, and only then is the folder renamed into place and ``latest`` replaced
-(``os.replace``). A crash leaves either the old checkpoint or the new one, never half of one.
+A checkpoint is written into a hidden staging folder (``.step-*``), its ``manifest.json`` (SHA-256
+of every file) is written last, and only then is the folder renamed into place and ``latest``
+replaced (``os.replace``). A crash leaves either the old checkpoint or the new one, never half of
+one; staging folders a kill left behind are deleted by the next save or resume. After a save,
+step folders newer than the one just written (a previous timeline, when a run resumed from an
+older checkpoint) are deleted, then all but the ``keep`` newest; the one just written always stays.
+
 Loading checks the manifest and raises :class:`CheckpointError` on any missing or changed file.
+:func:`latest_checkpoint` follows ``latest`` only to a ``step-*`` folder inside the same
+``checkpoints/`` folder, and when that checkpoint is missing or corrupt it falls back, with a
+warning, to the newest older checkpoint that verifies.
 
 Nothing here unpickles arbitrary objects: tensors are read with ``torch.load(weights_only=True)``
 or safetensors, everything else is JSON.
@@ -21,8 +28,10 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,8 @@ import numpy as np
 MANIFEST = "manifest.json"
 LATEST = "latest"
 FORMAT_VERSION = 1
+STEP_NAME = re.compile(r"step-(\d{6,})")
+"""A checkpoint folder's name: ``step-`` and the update count, zero-padded to at least 6 digits."""
 
 
 class CheckpointError(RuntimeError):
@@ -53,13 +64,16 @@ def save_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], 
         root: The checkpoints folder (created if needed).
         step: The update count; names the folder ``step-{step:06d}``.
         write: Writes the checkpoint's files into the folder it is given.
-        keep: How many complete checkpoints to keep (older ones are deleted).
+        keep: How many complete checkpoints to keep, the one just written included (at least 1).
 
     Returns:
         The checkpoint folder.
     """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1 (the checkpoint just written), got {keep}.")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    remove_staging(root)
     final = root / f"step-{step:06d}"
     staging = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}-", dir=root))
     try:
@@ -76,57 +90,125 @@ def save_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], 
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(final.name, encoding="utf-8")
     os.replace(pointer, root / LATEST)
-    for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    _prune(root, step, keep)
     return final
 
 
-def latest_checkpoint(root: str | Path) -> Path:
-    """Return the newest complete checkpoint under ``root`` after verifying it.
+def _step_folders(root: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``step-*`` folder directly under ``root``, oldest first."""
+    found = [(int(match.group(1)), path) for path in root.iterdir()
+             if path.is_dir() and not path.is_symlink() and (match := STEP_NAME.fullmatch(path.name))]
+    return sorted(found)
 
-    ``root`` may also be one ``step-*`` folder itself.
+
+def _prune(root: Path, current: int, keep: int) -> None:
+    """Delete checkpoints newer than ``current`` (a stale timeline) and all but the ``keep`` newest others."""
+    folders = _step_folders(root)
+    stale = [path for step, path in folders if step > current]
+    older = [path for step, path in folders if step <= current]
+    for path in stale + older[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_staging(root: str | Path) -> list[Path]:
+    """Delete staging folders and pointer files that an interrupted save left in ``root``; returns them."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    leftovers = [path for path in root.iterdir() if path.name.startswith(".step-") or path.name == f".{LATEST}.tmp"]
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return leftovers
+
+
+def latest_checkpoint(root: str | Path) -> Path:
+    """Return the newest checkpoint under ``root`` that verifies.
+
+    ``latest`` is tried first; it must name a ``step-*`` folder inside ``root``. When it is
+    missing, points elsewhere or names a checkpoint that does not verify, the ``step-*`` folders
+    are tried from the newest down and the first that verifies is returned, with a warning that
+    names what was skipped. ``root`` may also be one ``step-*`` folder itself (verified, no
+    fallback).
 
     Raises:
-        CheckpointError: No checkpoint, a dangling ``latest`` pointer, or a corrupt checkpoint.
+        CheckpointError: No checkpoint at all, or none that verifies.
     """
     root = Path(root)
-    if (root / MANIFEST).is_file() or root.name.startswith("step-"):
-        return verify_checkpoint(root)
+    if (root / MANIFEST).is_file() or STEP_NAME.fullmatch(root.name):
+        try:
+            return verify_checkpoint(root)
+        except CheckpointError as error:
+            raise CheckpointError(f"{error}. Resume the run folder instead: it falls back to the newest older "
+                                  "checkpoint that verifies.") from error
+    if not root.is_dir() or not _step_folders(root):
+        raise CheckpointError(
+            f"No checkpoint in {root}: the run stopped before writing one (--save-every K sets how often). "
+            "Start it again (prompt-gym train: the same command with --overwrite instead of --resume), or in a "
+            "new folder."
+        )
+    remove_staging(root)
+    candidates = [path for _, path in reversed(_step_folders(root))]
+    pointed = _pointed(root)
+    if pointed is not None and pointed in candidates:
+        candidates.remove(pointed)
+        candidates.insert(0, pointed)
+    problems = [] if pointed is not None else [f"'{LATEST}' in {root} is missing or does not name a step-* folder "
+                                                "of this run"]
+    for path in candidates:
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if problems:
+            warnings.warn(f"Resuming from {path}, an older checkpoint: " + "; ".join(problems), stacklevel=2)
+        return path
+    raise CheckpointError(f"No checkpoint in {root} verifies: " + "; ".join(problems) +
+                          ". Start a new run in a new folder.")
+
+
+def _pointed(root: Path) -> Path | None:
+    """The checkpoint ``latest`` names, or ``None`` when it is missing or names anything but a ``step-*`` folder here."""
     pointer = root / LATEST
     if not pointer.is_file():
-        raise CheckpointError(
-            f"No checkpoint in {root} (no '{LATEST}' file). Train with --save-every K to write checkpoints, "
-            "or start a new run without --resume."
-        )
-    path = root / pointer.read_text(encoding="utf-8").strip()
-    return verify_checkpoint(path)
+        return None
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return root / name if STEP_NAME.fullmatch(name) else None
 
 
 def verify_checkpoint(path: str | Path) -> Path:
-    """Check that every file listed in the manifest exists with the recorded hash.
+    """Check that every file listed in the manifest exists inside ``path`` with the recorded hash.
 
     Raises:
-        CheckpointError: The folder, the manifest or a file is missing, or a file changed.
+        CheckpointError: The folder, the manifest or a file is missing, a file changed, or the
+            manifest names a file outside the folder.
     """
     path = Path(path)
-    hint = (f"Delete {path} and resume from an earlier checkpoint (pass its step-* folder to --resume), "
-            "or start a new run.")
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise CheckpointError(f"Checkpoint {path} is incomplete: {MANIFEST} is missing. {hint}")
+        raise CheckpointError(f"Checkpoint {path} is incomplete: {MANIFEST} is missing")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"Checkpoint {path} has an unreadable {MANIFEST} ({error}). {hint}") from error
+        files = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"Checkpoint {path} has an unreadable {MANIFEST} ({error})") from error
     if manifest.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"Checkpoint {path} has format {manifest.get('format')}, expected {FORMAT_VERSION}.")
+        raise CheckpointError(f"Checkpoint {path} has format {manifest.get('format')}, expected {FORMAT_VERSION}")
+    inside = path.resolve()
     for name, digest in files.items():
         file = path / name
+        if not file.resolve().is_relative_to(inside):
+            raise CheckpointError(f"Checkpoint {path} lists {name!r}, a file outside its folder")
         if not file.is_file():
-            raise CheckpointError(f"Checkpoint {path} is incomplete: {name} is missing. {hint}")
+            raise CheckpointError(f"Checkpoint {path} is incomplete: {name} is missing")
         if _sha256(file) != digest:
-            raise CheckpointError(f"Checkpoint {path} is corrupt: {name} does not match its recorded hash. {hint}")
+            raise CheckpointError(f"Checkpoint {path} is corrupt: {name} does not match its recorded hash")
     return path
 
 

@@ -4,6 +4,10 @@ Keys are namespaced like Stable-Baselines3's: ``rollout/reward``, ``rollout/accu
 ``train/approx_kl``, ``train/clip_fraction``, ``anchor/kl``, ``anchor/promotions``,
 ``anchor/rollbacks``, ``eval/val_accuracy``, ``time/target_evaluations``. The TensorBoard writer
 is used when ``tensorboard`` is installed (``pip install prompt-gym[tensorboard]``).
+
+``log.jsonl`` survives a kill: a last line cut short by the kill (no newline, not valid JSON) is
+dropped with a warning when the log is read or reopened; a bad line anywhere else is an error
+that names the file and the line.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
+
+LOG_FILE = "log.jsonl"
 
 
 def _tensorboard_writer(folder: Path) -> Any:
@@ -48,7 +55,10 @@ class Logger:
         self._tb: Any = None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._jsonl = (self.folder / "log.jsonl").open("a", encoding="utf-8")
+            log_file = self.folder / LOG_FILE
+            if log_file.is_file():
+                write_log(log_file, read_log(log_file))  # drop a torn last line before appending
+            self._jsonl = log_file.open("a", encoding="utf-8")
             self._tb = _tensorboard_writer(self.folder) if tensorboard else None
 
     @property
@@ -92,6 +102,50 @@ class Logger:
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``log.jsonl`` file back into records."""
-    with Path(path).open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """Read a ``log.jsonl`` file back into records.
+
+    A last line that a kill cut short is dropped with a warning.
+
+    Raises:
+        ValueError: A line other than the last is not a JSON record with a ``step`` (names file and line).
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            int(record["step"])
+        except (ValueError, KeyError, TypeError) as error:
+            if number == len(lines):  # no newline after it: the write was cut short
+                warnings.warn(f"{path}:{number}: dropped a last line cut short by an interrupted write.", stacklevel=2)
+                break
+            raise ValueError(f"{path}:{number}: not a log record ({error}); repair or delete that line.") from None
+        records.append(record)
+    return records
+
+
+def write_log(path: str | Path, records: list[dict[str, Any]]) -> None:
+    """Replace ``path`` with ``records``, one JSON line each (written to a temporary file, then renamed)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    temporary.replace(path)
+
+
+def truncate_log(path: str | Path, last_step: int) -> list[dict[str, Any]]:
+    """Drop the records logged after ``last_step`` (a resumed run logs them again); returns those kept."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    kept = [record for record in read_log(path) if int(record["step"]) <= last_step]
+    write_log(path, kept)
+    return kept
+
+
+def logged_value(records: list[dict[str, Any]], step: int, key: str) -> float | None:
+    """The last value of ``key`` logged at ``step``, or ``None`` when there is none."""
+    values = [record[key] for record in records if record["step"] == step and record.get(key) is not None]
+    return values[-1] if values else None
