@@ -7,6 +7,13 @@ evaluation per pair it is asked for, as if nothing were cached) would take the t
 ``limit``. The call is refused before it runs, so the count never exceeds the limit, whatever the
 agent's loop looks like: an agent is stopped exactly when its next target call might not fit.
 
+**Cached evaluations are free.** A pair answered from the target's score cache costs nothing, so a
+policy that keeps writing prompts the target has already scored never spends its budget. Such a
+run is stopped too: when the wrapped scorer has answered ``patience`` requested pairs in a row
+without one real evaluation, the next call is refused with :class:`NoProgress` (a kind of
+:class:`BudgetExhausted`, so a loop that ends on an exhausted budget also ends on it). By default
+``patience`` is ``10 * limit`` pairs, at least 1,000: a run spends its budget or stops.
+
 Example:
     >>> from prompt_gym.tasks import get_task
     >>> task = get_task("toy")
@@ -29,6 +36,10 @@ class BudgetExhausted(RuntimeError):
     """A target call was refused because it could take the evaluations past the budget."""
 
 
+class NoProgress(BudgetExhausted):
+    """A target call was refused because the last ``patience`` requested pairs were all free cache hits."""
+
+
 class BudgetedScorer:
     """Counts a scorer's evaluations from zero and refuses calls that could exceed ``limit``.
 
@@ -39,18 +50,45 @@ class BudgetedScorer:
     Args:
         scorer: The target to wrap.
         limit: Most evaluations allowed through this wrapper; ``None`` means no limit (only count).
+        patience: Requested pairs in a row without a real evaluation after which calls are refused
+            with :class:`NoProgress`; ``None`` means ``max(10 * limit, 1000)`` with a limit and
+            no such stop without one.
 
     Attributes:
-        limit: The current limit; raise it to let a later phase (prompt selection) spend a reserve.
+        limit: The current limit; raise it to let a later phase (prompt selection) spend a reserve
+            (setting it also restarts :attr:`free_streak`).
         num_evaluations: Evaluations made through this wrapper (the wrapped scorer's count delta).
+        num_requested: Pairs asked for through this wrapper, cache hits included.
+        free_streak: Pairs asked for since the last call that made a real evaluation.
     """
 
-    def __init__(self, scorer: Any, limit: int | None = None) -> None:
-        if limit is not None and limit < 0:
-            raise ValueError(f"The budget must be a non-negative number of evaluations, got {limit}.")
+    def __init__(self, scorer: Any, limit: int | None = None, patience: int | None = None) -> None:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"The budget must be a non-negative number of evaluations, got {limit!r}.")
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"patience must be a positive number of pairs, got {patience!r}.")
         self.scorer = scorer
-        self.limit = limit
+        self.patience = patience
         self.num_evaluations = 0
+        self.num_requested = 0
+        self.limit = limit
+
+    @property
+    def limit(self) -> int | None:
+        """Most evaluations allowed; ``None`` means no limit."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int | None) -> None:
+        self._limit = value
+        self.free_streak = 0
+
+    @property
+    def stall_limit(self) -> int | None:
+        """Free pairs in a row after which calls are refused (``None``: never)."""
+        if self.patience is not None:
+            return self.patience
+        return None if self.limit is None else max(10 * self.limit, 1000)
 
     @property
     def remaining(self) -> int | None:
@@ -63,11 +101,23 @@ class BudgetedScorer:
                 f"A target call of {pairs} evaluations would exceed the budget ({self.num_evaluations} of "
                 f"{self.limit} used); it was not run."
             )
+        stall = self.stall_limit
+        if stall is not None and self.free_streak >= stall:
+            self.free_streak = 0  # signalled once: a later phase (prompt selection) may still call
+            raise NoProgress(
+                f"The last {stall} pairs asked of the target were all answered from its cache (free), so the "
+                f"budget ({self.num_evaluations} of {self.limit} used) stopped being spent: the agent keeps "
+                "writing prompts it wrote before. Training stops here; raise the sampling temperature or the "
+                "budget's patience to let it run on."
+            )
         before = self.scorer.num_evaluations
         try:
             return call()
         finally:
-            self.num_evaluations += self.scorer.num_evaluations - before
+            spent = self.scorer.num_evaluations - before
+            self.num_evaluations += spent
+            self.num_requested += pairs
+            self.free_streak = 0 if spent else self.free_streak + pairs
 
     def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
         """The wrapped ``score_pairs``, charged ``len(prompts)`` evaluations at most."""
@@ -78,7 +128,7 @@ class BudgetedScorer:
         return self._charge(len(prompts) * len(inputs), lambda: self.scorer.score(prompts, inputs))
 
     def __getattr__(self, name: str) -> Any:
-        if name == "scorer":  # not set yet (copy/pickle): avoid infinite recursion
+        if name in ("scorer", "_limit"):  # not set yet (copy/pickle): avoid infinite recursion
             raise AttributeError(name)
         value = getattr(self.scorer, name)
         if name == "score_outputs" and callable(value):

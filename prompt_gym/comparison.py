@@ -3,7 +3,9 @@
 Protocol (``prompt-gym compare`` and :func:`run_comparison`):
 
 1. **Same budget for everyone**, counted in target-LLM example evaluations
-   (``scorer.num_evaluations``: (prompt, input) pairs the target scored; cache hits are free).
+   (``scorer.num_evaluations``: (prompt, input) pairs the target scored; cache hits are free, so a
+   run whose agent keeps repeating prompts is stopped by the budget's ``NoProgress`` guard
+   instead, see :mod:`prompt_gym.budget`; ``result.json``'s ``stopped_by`` says which ended it).
    Each (agent, seed) run gets a fresh target scorer wrapped in a
    :class:`~prompt_gym.budget.BudgetedScorer`. Training runs under ``budget - reserve``, where the
    reserve is the most that the agent's final prompt selection can spend (its
@@ -20,8 +22,9 @@ Protocol (``prompt-gym compare`` and :func:`run_comparison`):
    adapters in place); the target model is loaded once and shared, without adapters.
 5. **Resumable.** ``<out>/runs/<agent>/seed-<s>/result.json`` is written atomically when a run
    finishes, and a rerun skips finished runs. Agents with checkpoints (``appo``, ``ppo``) save one
-   every ``checkpoint_every`` updates and a rerun resumes from the newest one, with the evaluation
-   count restored from the run's log.
+   every ``checkpoint_every`` updates and a rerun resumes from the newest one that verifies
+   (older ones are the fallback), with the evaluation count restored from the run's log. The
+   output folder must be new, empty or an earlier comparison's.
 
 Outputs: ``results.md`` and ``results.csv`` (mean and std of test accuracy over seeds, evaluations
 used, wall time, APPO promotions/rollbacks), ``runs.csv`` (one row per run) and
@@ -36,12 +39,13 @@ import os
 import re
 import tempfile
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompt_gym.budget import BudgetedScorer, BudgetExhausted
+from prompt_gym.budget import BudgetedScorer, BudgetExhausted, NoProgress
 
 CURVE_Y = "eval/best_val_accuracy"
 CURVE_X = "time/target_evaluations"
@@ -155,12 +159,23 @@ def _describe(config: CompareConfig) -> dict[str, Any]:
 
 
 def _check_out_folder(config: CompareConfig) -> None:
-    """Refuse to mix runs with different settings in one folder (adding agents or seeds is fine)."""
-    config.out.mkdir(parents=True, exist_ok=True)
+    """Refuse a folder that holds anything but a comparison with the same settings (adding agents or seeds is fine)."""
+    if config.out.exists() and not config.out.is_dir():
+        raise ValueError(f"{config.out} is a file; --out takes a folder.")
     path = config.out / "config.json"
     if not path.is_file():
+        if config.out.is_dir() and any(config.out.iterdir()):
+            raise ValueError(f"{config.out} is not empty and holds no comparison (no config.json); pick a new or "
+                             "empty --out folder.")
+        config.out.mkdir(parents=True, exist_ok=True)
         return
-    old, new = json.loads(path.read_text(encoding="utf-8")), _describe(config)
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(old, dict):
+            raise TypeError(f"expected a JSON object, got {type(old).__name__}")
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path} is unreadable ({error}); restore it, or use a new --out folder.") from None
+    new = _describe(config)
     changed = sorted(k for k in new if k not in ("agents", "seeds") and old.get(k) != new[k])
     if changed:
         raise ValueError(f"{config.out} holds a comparison run with other settings ({', '.join(changed)} differ); "
@@ -252,10 +267,14 @@ def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]
         callback = _resume(agent, folder, resume_step, scorer, config.checkpoint_every)
     started = time.perf_counter()
     scorer.limit = config.budget - reserve
+    stopped_by = "steps"
     try:
         agent.learn(UNLIMITED_STEPS, callback=callback, progress_bar=False)
+    except NoProgress as stop:  # free (cached) evaluations only: the run would never spend its budget
+        stopped_by = "no_progress"
+        warnings.warn(f"{agent_name} seed {seed}: {stop}", stacklevel=2)
     except BudgetExhausted:  # the training budget is spent: the normal end of a budgeted run
-        pass
+        stopped_by = "budget"
     scorer.limit = config.budget
     best = agent.select_prompt()
     wall = time.perf_counter() - started
@@ -267,43 +286,49 @@ def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]
         "evaluations": scorer.num_evaluations, "selection_reserve": reserve, "wall_time_s": wall,
         "num_updates": int(getattr(agent, "num_updates", 0)), "num_timesteps": int(agent.num_timesteps),
         "promotions": getattr(agent, "promotions", None), "rollbacks": getattr(agent, "rollbacks", None),
-        "resumed_from_update": resume_step, "curve": _curve(logger.history, folder, scorer.num_evaluations, best),
+        "resumed_from_update": resume_step, "stopped_by": stopped_by,
+        "curve": _curve(logger.history, folder, scorer.num_evaluations, best),
     }
     write_json_atomic(folder / "result.json", result)
     return result
 
 
 def _truncate_log(folder: Path) -> int | None:
-    """On resume, drop log records newer than the newest checkpoint; return its update (``None``: fresh run)."""
-    from prompt_gym.checkpoint import CheckpointError, latest_checkpoint
+    """On resume, drop log records newer than the newest verified checkpoint; return its update (``None``: fresh run).
 
-    try:
-        checkpoint = latest_checkpoint(folder / "checkpoints")
-    except (CheckpointError, FileNotFoundError):
-        checkpoint = None
-    log_file = folder / "log" / "log.jsonl"
-    if checkpoint is None:
-        log_file.unlink(missing_ok=True)
+    Raises:
+        prompt_gym.checkpoint.CheckpointError: The run has checkpoints but none verifies (the
+            message says to delete the run's folder to start it again).
+    """
+    from prompt_gym.checkpoint import STEP_NAME, CheckpointError, latest_checkpoint
+    from prompt_gym.logging import truncate_log
+
+    checkpoints, log_file = folder / "checkpoints", folder / "log" / "log.jsonl"
+    if not (checkpoints.is_dir() and any(STEP_NAME.fullmatch(p.name) for p in checkpoints.iterdir())):
+        log_file.unlink(missing_ok=True)  # the run stopped before its first checkpoint: start it again
         return None
-    step = int(re.sub(r"\D", "", checkpoint.name))
-    lines = log_file.read_text(encoding="utf-8").splitlines() if log_file.is_file() else []
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    log_file.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    try:
+        checkpoint = latest_checkpoint(checkpoints)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error} To run it again from the start, delete {folder}.") from None
+    step = int(STEP_NAME.fullmatch(checkpoint.name).group(1))
+    truncate_log(log_file, step)
     return step
 
 
 def _resume(agent: Any, folder: Path, step: int | None, scorer: BudgetedScorer, every: int) -> Any:
     """Load the newest checkpoint (restoring the evaluation count) and return the checkpoint callback."""
     from prompt_gym.callbacks import CheckpointCallback
-    from prompt_gym.logging import read_log
+    from prompt_gym.logging import logged_value, read_log
 
     if step is not None:
-        agent.load_checkpoint(folder / "checkpoints")
-        records = [r for r in read_log(folder / "log" / "log.jsonl") if r["step"] == step and r.get(CURVE_X)]
-        if not records:
+        agent.load_checkpoint(folder / "checkpoints" / f"step-{step:06d}")
+        log_file = folder / "log" / "log.jsonl"
+        count = logged_value(read_log(log_file), step, CURVE_X) if log_file.is_file() else None
+        if count is None:
             raise RuntimeError(f"{folder}: the log has no evaluation count for checkpoint update {step}; delete "
                                "the run folder to start that run again.")
-        scorer.num_evaluations = int(records[-1][CURVE_X])
+        scorer.num_evaluations = int(count)
     return CheckpointCallback(folder / "checkpoints", every)
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from prompt_gym.cli_types import positive_int
+
 
 def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
@@ -13,9 +15,12 @@ def _csv(text: str) -> list[str]:
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(item) for item in _csv(text)]
+        seeds = [int(item) for item in _csv(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"--seeds takes at least one integer, got {text!r}")
+    return seeds
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -58,7 +63,7 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--env", default="PromptTune-SST2-v0", help="environment id (see `prompt-gym envs`)")
     compare.add_argument("--agents", default="appo,ppo,pg-group,random-search,manual,sb3:ppo",
                          help="comma-separated agent names")
-    compare.add_argument("--budget", type=int, required=True,
+    compare.add_argument("--budget", type=positive_int, required=True,
                          help="target-LLM evaluations (prompt x example pairs) per run, prompt selection included")
     compare.add_argument("--seeds", type=_seeds, default=[13, 21, 42],
                          help="comma-separated seeds (default 13,21,42)")
@@ -73,6 +78,6 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                          help='per-agent config fields as JSON, e.g. \'{"appo": {"learning_rate": 1e-4}}\'')
     compare.add_argument("--fixed-data", action="store_true",
                          help="keep the env's few-shot split for every seed (default: data_seed = seed)")
-    compare.add_argument("--checkpoint-every", type=int, default=5,
+    compare.add_argument("--checkpoint-every", type=positive_int, default=5,
                          help="updates between checkpoints of resumable agents (appo, ppo)")
     compare.set_defaults(run=_compare)
