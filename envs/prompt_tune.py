@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from prompt_gym.checks import check_choice, check_int, check_optional_int, check_type
 from prompt_gym.episode import Episode, EpisodeSampler, PromptJudge
 from prompt_gym.scoring import Scorer
 from prompt_gym.targets import Target, make_scorer, make_tokenizer
@@ -130,12 +131,19 @@ class PromptTuneEnv(gym.Env):
         max_new_tokens: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}.")
-        if max_prompt_tokens < 1:
-            raise ValueError(f"max_prompt_tokens must be positive, got {max_prompt_tokens}.")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}.")
+        check_choice("action_mode", action_mode, ACTION_MODES)
+        check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
+        check_type("task", task, (str, Task), "a task name (see prompt_gym.list_tasks()) or a Task")
+        check_type("reward", reward, str, "the name of a reward function ('stableprompt', 'accuracy', 'margin')")
+        check_type("reward_kwargs", reward_kwargs, (dict, type(None)), "None or a dict of the reward's options")
+        check_type("test_split", test_split, (str, type(None)), "None or a split file name ('validation', 'test')")
+        check_int("num_demos", num_demos, minimum=0)
+        check_int("max_prompt_tokens", max_prompt_tokens, minimum=1)
+        check_int("reward_batch_size", reward_batch_size, minimum=1)
+        check_int("max_meta_prompt_tokens", max_meta_prompt_tokens, minimum=1)
+        check_int("data_seed", data_seed)
+        check_int("scorer_batch_size", scorer_batch_size, minimum=1)
+        check_optional_int("max_new_tokens", max_new_tokens, minimum=1)
         if isinstance(task, str):
             task = get_task(task, seed=data_seed, test_split=test_split) if task != "toy" else get_task(task)
         self.task = task
@@ -189,22 +197,17 @@ class PromptTuneEnv(gym.Env):
 
         The vector env calls this on each sub-env, then scores every finished prompt in one call.
         """
-        if self._episode is None or self._done:
-            raise RuntimeError("The episode has ended (or never started); call reset() before step().")
+        action = self._check_action(action)
         episode = self._episode
         truncated_prompt = False
         if self.action_mode == "token":
-            token = self._token(action)
+            token = action
             finished = token == self.eos_token_id or len(episode.prompt_ids) + 1 >= self.max_prompt_tokens
             if token != self.eos_token_id:
                 episode.prompt_ids.append(token)
         else:
-            if not isinstance(action, str):
-                raise TypeError(
-                    f"In text mode the action is the whole prompt as a str, got {type(action).__name__}; "
-                    "use action_mode='token' to act with token ids."
-                )
             ids = list(self.tokenizer.encode(action, add_special_tokens=False))
+            action, ids = self._without_special_tokens(action, ids)
             truncated_prompt = len(ids) > self.max_prompt_tokens
             if truncated_prompt:
                 warnings.warn(
@@ -220,6 +223,35 @@ class PromptTuneEnv(gym.Env):
             self._done = True
             info["prompt_truncated"] = truncated_prompt
         return finished, info
+
+    def _check_action(self, action: Any) -> int | str:
+        """Validate ``action`` for the current episode without changing anything; return it normalised.
+
+        Raises:
+            RuntimeError: The episode has ended or never started.
+            TypeError: The action has the wrong type for the action mode.
+            ValueError: A token id outside the vocabulary.
+        """
+        if self._episode is None or self._done:
+            raise RuntimeError("The episode has ended (or never started); call reset() before step().")
+        if self.action_mode == "token":
+            return self._token(action)
+        if not isinstance(action, str):
+            raise TypeError(
+                f"In text mode the action is the whole prompt as a str, got {type(action).__name__}; "
+                "use action_mode='token' to act with token ids."
+            )
+        return action
+
+    def _without_special_tokens(self, text: str, ids: list[int]) -> tuple[str, list[int]]:
+        """Drop special tokens (EOS, chat markers...) from a text prompt, as token mode does; warn when any were there."""
+        special = set(getattr(self.tokenizer, "all_special_ids", ())) - {getattr(self.tokenizer, "unk_token_id", None)}
+        if not special.intersection(ids):
+            return text, ids
+        kept = [token for token in ids if token not in special]
+        warnings.warn("The prompt contains special tokens (such as the EOS or chat-template markers); they were "
+                      "removed, as in token mode, so the target reads plain text.", stacklevel=4)
+        return self.tokenizer.decode(kept, skip_special_tokens=True), kept
 
     def render(self) -> str | None:
         """Return the meta-prompt and the prompt so far as text (``render_mode="ansi"``)."""

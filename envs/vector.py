@@ -8,6 +8,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from prompt_gym.checks import check_int
 from prompt_gym.envs.prompt_tune import PromptTuneEnv
 from prompt_gym.episode import PromptJudge
 from prompt_gym.tasks import Task
@@ -106,8 +107,7 @@ class PromptTuneVectorEnv(VectorEnv):
         render_mode: str | None = None,
         **env_kwargs: Any,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be positive, got {num_envs}.")
+        check_int("num_envs", num_envs, minimum=1)
         common = {"reward": reward, "reward_kwargs": reward_kwargs, "render_mode": render_mode}
         first = self.env_class(task, **common, **env_kwargs)
         shared = {**env_kwargs, "tokenizer": first.tokenizer, "scorer": first.scorer}
@@ -149,10 +149,21 @@ class PromptTuneVectorEnv(VectorEnv):
         return self._observations(), infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Apply one action per sub-environment; score every finished prompt in one target call."""
+        """Apply one action per sub-environment; score every finished prompt in one target call.
+
+        Every action is checked before any sub-environment changes: a bad action raises and leaves
+        all of them as they were (the step is atomic).
+        """
+        if isinstance(actions, (str, bytes)) or np.ndim(actions) == 0 and not isinstance(actions, (list, tuple)):
+            raise TypeError(f"Pass one action per sub-environment ({self.num_envs}) as a sequence, got {actions!r}.")
         actions = list(iterate(self.action_space, actions))
         if len(actions) != self.num_envs:
             raise ValueError(f"Expected {self.num_envs} actions (one per sub-env), got {len(actions)}.")
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
+            try:
+                env._check_action(action)
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise type(error)(f"Sub-environment {i}: {error} No sub-environment was stepped.") from None
         acted = [env._act(action) for env, action in zip(self.envs, actions, strict=True)]
         finished = [i for i, (done, _) in enumerate(acted) if done]
         prompts = [acted[i][1]["prompt"] for i in finished]

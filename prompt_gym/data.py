@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +60,19 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        DataError: A line is not a JSON object (the message gives file and line number).
+        DataError: A line is not UTF-8 or not a JSON object (the message gives file and line number).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Data file not found: {path}")
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}:{number}: not valid UTF-8 (byte {error.start}: {error.reason}); "
+                                "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -98,11 +104,12 @@ def to_examples(
         outputs_field: For generation tasks, the field holding the list of acceptable answers.
 
     Raises:
-        DataError: A field is missing or a label is out of range (names source and row).
+        DataError: A field is missing, null or not text, or a label is out of range (names source and row).
     """
     examples = []
     for row, record in enumerate(records, start=1):
         where = f"{source}:{row}"
+        _check_text_fields(record, input_format, where)
         try:
             text = input_format.format(**record)
         except KeyError as error:
@@ -123,6 +130,17 @@ def to_examples(
             outputs = tuple(values)
         examples.append(Example(input=text, label=label, outputs=outputs, uid=where))
     return examples
+
+
+def _check_text_fields(record: Mapping[str, Any], input_format: str, where: str) -> None:
+    """Every field the input format reads must be text or a number (JSON ``null`` would become "None")."""
+    for _, name, _, _ in string.Formatter().parse(input_format):
+        if name is None or name not in record:
+            continue  # a missing field is reported by the formatting itself
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise DataError(f"{where}: field {name!r} must be text, got {json.dumps(value)}; give every example "
+                            f"its {name!r} as a string")
 
 
 def balanced_draw(

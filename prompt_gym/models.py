@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+"""What a Hugging Face hub id looks like: ``name`` or ``namespace/name``."""
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """The alias every environment and agent uses when no model is given."""
 
@@ -177,6 +180,11 @@ def resolve_model_path(spec: str) -> str:
         return str(converted_gguf_dir(_alias_gguf(MODEL_ALIASES[spec]), name=spec))
     if spec.endswith(".gguf"):
         return str(converted_gguf_dir(spec))
+    if not Path(spec).expanduser().exists() and not HUB_ID.fullmatch(spec):
+        raise ValueError(
+            f"Model spec {spec!r} is not a built-in alias ({', '.join(sorted(MODEL_ALIASES))}), an existing folder or "
+            "a .gguf file, nor a Hugging Face hub id ('namespace/name'); check the spelling or the path."
+        )
     return spec
 
 

@@ -70,6 +70,8 @@ class Task:
         elif self.metric != "accuracy":
             raise ValueError(f"Task {self.name!r}: a classification task (with a verbalizer) uses metric "
                              f"'accuracy', got {self.metric!r}; pass verbalizer=None for a generation task.")
+        else:
+            _check_verbalizer(self.name, self.verbalizer)
         for split, examples in self.splits.items():
             if not examples:
                 raise DataError(f"Task {self.name!r}: the {split!r} split is empty.")
@@ -94,6 +96,16 @@ class Task:
         if self.verbalizer is not None and example.label is not None:
             return self.verbalizer[example.label]
         return example.outputs[0]
+
+
+def _check_verbalizer(name: str, verbalizer: Sequence[str]) -> None:
+    """A classification task needs two or more distinct, non-empty class words."""
+    words = list(verbalizer)
+    if not all(isinstance(word, str) and word.strip() for word in words):
+        raise ValueError(f"Task {name!r}: every verbalizer word must be a non-empty string, got {words!r}.")
+    if len(words) < 2 or len(set(words)) != len(words):
+        raise ValueError(f"Task {name!r}: the verbalizer needs two or more distinct words (one per class), got "
+                         f"{words!r}; with one class every answer is right and the reward's margin is infinite.")
 
 
 @dataclass(frozen=True)
@@ -315,6 +327,9 @@ def make_task(
                          f"(generation: one of 'exact_match', 'f1', 'contains', 'set_match').")
     if metric is not None:
         check_metric(metric)
+    if isinstance(verbalizer, str):
+        raise ValueError(f"Task {name!r}: verbalizer is a list of class words, one per label, got the string "
+                         f"{verbalizer!r}; write verbalizer=[{verbalizer!r}, ...].")
     splits = {}
     for split, source in (("train", train), ("validation", validation), ("test", test)):
         if isinstance(source, (str, Path)):
