@@ -6,13 +6,24 @@ TensorBoard events, ``checkpoints/``, ``curves.png``, ``best_prompts.json`` and 
 manual and the empty prompt). On a test-time editing env there is no single prompt to choose: the
 trained policy writes one prompt per test input (greedy), ``test_time_prompts.json`` keeps them,
 and ``results.json`` reports their accuracy as ``learned``.
+
+Run folders are safe (see ``docs/reliability.md``): a new run writes only into a folder that does
+not exist or is empty, unless ``overwrite`` (then the previous run's outputs are deleted first and
+nothing else is touched); ``run.json`` is written only once the models and the env are loaded, and
+a start that fails removes what it wrote, so the corrected command works as is. ``--resume``
+continues from the newest checkpoint that verifies, with the evaluation count of that checkpoint.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
+import shutil
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +33,22 @@ from prompt_gym.remote.runs import UsageLogCallback, run_target, target_usage
 
 SETTINGS_FILE = "run.json"
 TEST_TIME_PROMPTS_FILE = "test_time_prompts.json"
+RUN_OUTPUTS = (SETTINGS_FILE, "log.jsonl", "checkpoints", "results.json", "best_prompts.json", "curves.png",
+               TEST_TIME_PROMPTS_FILE, "events.out.tfevents.*")
+"""What a training run writes into its folder (what ``overwrite`` deletes)."""
+EVALUATIONS_KEY = "time/target_evaluations"
+RESUME_FLAGS = {
+    "env": "env", "agent": "agent", "agent_model": "agent_model", "target_model": "target_model",
+    "num_envs": "num_envs", "save_every": "save_every", "seed": "config.seed", "device": "config.device",
+    "lr": "config.learning_rate", "batch_size": "config.batch_size", "ppo_epochs": "config.ppo_epochs",
+    "kl_coef": "config.kl_coef", "anchor_check_interval": "config.anchor_check_interval",
+    "anchor_threshold": "config.anchor_threshold", "fixed_reference": "config.fixed_reference",
+    "no_rollback": "config.rollback", "dtype": "model_config.dtype", "action_mode": "env_kwargs.action_mode",
+    "max_prompt_tokens": "env_kwargs.max_prompt_tokens", "num_demos": "env_kwargs.num_demos",
+    "reward_batch_size": "env_kwargs.reward_batch_size", "test_split": "env_kwargs.test_split",
+    "task": "env_kwargs.task",
+}
+"""``prompt-gym train`` flags (argparse ``dest``) and the ``run.json`` setting each one sets."""
 
 
 @dataclass
@@ -113,13 +140,47 @@ def resume_settings(run: str | Path, updates: int | None = None) -> TrainSetting
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {run} is not a prompt-gym run folder (nothing to resume).")
     try:
-        settings = TrainSettings.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        settings = TrainSettings.from_dict(data)
+    except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a valid run description ({error!r}); start a new run instead.") from error
     settings.out = str(run)
     if updates is not None:
         settings.updates = updates
     return settings
+
+
+def resume_conflicts(settings: TrainSettings, args: Any, given: set[str]) -> list[str]:
+    """The flags given with ``--resume`` whose value differs from the run's saved setting.
+
+    Args:
+        settings: The saved settings (:func:`resume_settings`).
+        args: ``prompt-gym train``'s parsed arguments.
+        given: The ``dest`` of every flag given on the command line.
+
+    Returns:
+        One line per conflict: the flag, its value, the saved setting and its value.
+    """
+    merged = argparse.Namespace(**(vars(args) | {"out": settings.out, "updates": settings.updates}))
+    new, old = train_settings_from_args(merged).to_dict(), settings.to_dict()
+    conflicts = []
+    for dest in sorted(given & RESUME_FLAGS.keys()):
+        path = RESUME_FLAGS[dest]
+        if _lookup(new, path) != _lookup(old, path):
+            conflicts.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (the run has {path} = "
+                             f"{_lookup(old, path)!r})")
+    if "out" in given and Path(args.out).resolve() != Path(settings.out).resolve():
+        conflicts.append(f"--out {args.out} (the run is in {settings.out})")
+    return conflicts
+
+
+def _lookup(data: dict[str, Any], path: str) -> Any:
+    """``data["a"]["b"]`` for ``path="a.b"`` (``None`` where a key is missing: the env's default)."""
+    for key in path.split("."):
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
 
 
 def _make_env(settings: TrainSettings, model: Any, tokenizer: Any) -> Any:
@@ -139,50 +200,108 @@ def _make_env(settings: TrainSettings, model: Any, tokenizer: Any) -> Any:
     return gym.make_vec(settings.env, settings.num_envs, **kwargs)
 
 
-def _truncate_log(path: Path, last_step: int) -> None:
-    """Drop records logged after the checkpoint we resume from (they will be produced again)."""
-    if path.is_file():
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines()
-                 if line.strip() and json.loads(line)["step"] <= last_step]
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+def check_run_folder(out: Path, resume: bool, overwrite: bool = False) -> None:
+    """Refuse to start a run in a folder it may not write into.
+
+    Raises:
+        FileExistsError: ``out`` holds a run (and neither ``resume`` nor ``overwrite``), or holds
+            other files (and not ``overwrite``).
+        NotADirectoryError: ``out`` is a file.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file, not a run folder; pick another --out.")
+    if resume or not out.is_dir() or not any(out.iterdir()):
+        return
+    if overwrite:
+        return
+    if (out / SETTINGS_FILE).exists():
+        raise FileExistsError(f"{out} already holds a run; continue it with --resume {out}, replace it with "
+                              "--overwrite, or pick another --out.")
+    raise FileExistsError(f"{out} is not empty and holds no prompt-gym run; pick a new or empty --out folder "
+                          "(or pass --overwrite to write the run's files next to what is there).")
+
+
+def _remove_outputs(out: Path) -> None:
+    """Delete what a training run writes into ``out`` (:data:`RUN_OUTPUTS`), nothing else."""
+    for pattern in RUN_OUTPUTS:
+        for path in out.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+@contextmanager
+def _clean_failed_start(out: Path, resume: bool) -> Iterator[None]:
+    """If the start of a new run fails, remove what it wrote (the folder itself when the run created it)."""
+    created = not out.exists()
+    try:
+        yield
+    except BaseException:
+        if not resume and created:
+            shutil.rmtree(out, ignore_errors=True)
+        elif not resume and out.is_dir():
+            _remove_outputs(out)
+        raise
+
+
+def _restore_evaluations(agent: Any, records: list[dict[str, Any]], step: int) -> None:
+    """Set the target's evaluation count to the one logged at the checkpoint's update."""
+    from prompt_gym.logging import logged_value
+
+    count = logged_value(records, step, EVALUATIONS_KEY)
+    if count is None:
+        warnings.warn(f"The log has no {EVALUATIONS_KEY} for update {step}: target evaluations are counted "
+                      "from 0 again.", stacklevel=3)
+        return
+    agent.env.attr("scorer").num_evaluations = int(count)
 
 
 def run_training(
-    settings: TrainSettings, resume: bool = False, progress_bar: bool = True, callbacks: list[Any] | None = None
+    settings: TrainSettings, resume: bool = False, progress_bar: bool = True, callbacks: list[Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train, checkpoint, select a prompt on validation, report it on test; returns ``results.json``'s content.
 
     ``callbacks`` run next to the checkpoint callback (for example a wall-time budget).
+    ``overwrite`` lets a new run replace the outputs of an earlier one in ``out``.
 
     Raises:
-        FileExistsError: ``out`` already holds a run and ``resume`` is False.
-        prompt_gym.checkpoint.CheckpointError: ``resume`` and the checkpoint is missing or corrupt.
+        FileExistsError: ``out`` is not empty and neither ``resume`` nor ``overwrite`` is set.
+        prompt_gym.checkpoint.CheckpointError: ``resume`` and no checkpoint verifies.
+        ValueError: ``resume`` with fewer ``updates`` than the checkpoint has done.
     """
     from prompt_gym import checkpoint as ckpt
     from prompt_gym.agents.appo.agent import APPOAgent
     from prompt_gym.callbacks import CheckpointCallback
     from prompt_gym.evaluation import evaluate_prompts
-    from prompt_gym.logging import Logger, read_log
+    from prompt_gym.logging import Logger, read_log, truncate_log
     from prompt_gym.models import load_causal_lm
     from prompt_gym.plotting import plot_curves
     from prompt_gym.test_time import TestTimeSampler
 
     out = Path(settings.out)
-    if not resume and (out / SETTINGS_FILE).exists():
-        raise FileExistsError(f"{out} already holds a run; continue it with --resume {out} or pick another --out.")
+    check_run_folder(out, resume, overwrite)
     checkpoint_path = ckpt.latest_checkpoint(out / "checkpoints") if resume else None
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt.save_json(out / SETTINGS_FILE, settings.to_dict())
+    step = int(ckpt.STEP_NAME.fullmatch(checkpoint_path.name).group(1)) if checkpoint_path is not None else 0
+    if step > settings.updates:
+        raise ValueError(f"{out} has done {step} updates already; give --updates {step} or more.")
     start = time.perf_counter()
-    model, tokenizer = load_causal_lm(settings.agent_model, dtype=settings.model_config.dtype,
-                                        device=settings.config.device)
-    env = _make_env(settings, model, tokenizer)
-    if checkpoint_path is not None:
-        _truncate_log(out / "log.jsonl", int(checkpoint_path.name.split("-")[1]))
-    logger = Logger(out)
-    agent = APPOAgent(env, settings.config, settings.model_config, model=model, tokenizer=tokenizer, logger=logger)
-    if checkpoint_path is not None:
-        agent.load_checkpoint(checkpoint_path)
+    with _clean_failed_start(out, resume):
+        model, tokenizer = load_causal_lm(settings.agent_model, dtype=settings.model_config.dtype,
+                                          device=settings.config.device)
+        env = _make_env(settings, model, tokenizer)
+        if overwrite and not resume:
+            _remove_outputs(out)
+        out.mkdir(parents=True, exist_ok=True)
+        records = truncate_log(out / "log.jsonl", step) if checkpoint_path is not None else []
+        logger = Logger(out)
+        agent = APPOAgent(env, settings.config, settings.model_config, model=model, tokenizer=tokenizer,
+                          logger=logger)
+        if checkpoint_path is not None:
+            agent.load_checkpoint(checkpoint_path)
+            _restore_evaluations(agent, records, step)
+        ckpt.save_json(out / SETTINGS_FILE, settings.to_dict())  # last: the start succeeded
     saver = CheckpointCallback(out / "checkpoints", settings.save_every)
     usage_log = UsageLogCallback(agent.env.attr("scorer"))
     agent.learn(total_updates=settings.updates, callback=[saver, usage_log, *(callbacks or [])],

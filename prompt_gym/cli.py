@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prompt_gym.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from prompt_gym.comparison_cli import add_compare_parser
 
 
@@ -78,17 +79,36 @@ def _print_training_results(results: dict[str, Any]) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     import prompt_gym  # noqa: F401  (registers the environments)
-    from prompt_gym.agents.training import resume_settings, run_training, train_settings_from_args
+    from prompt_gym.agents.training import resume_conflicts, resume_settings, run_training, train_settings_from_args
 
     if args.resume:
+        if args.overwrite:
+            raise SystemExit("prompt-gym train: --resume continues a run and --overwrite replaces it; give one.")
         settings = resume_settings(args.resume, args.updates)
+        conflicts = resume_conflicts(settings, args, _given_options(args))
+        if conflicts:
+            raise SystemExit(f"prompt-gym train: a resumed run keeps the settings saved in {args.resume}/run.json; "
+                             "these flags differ from them: " + "; ".join(conflicts) + ". Drop them to resume, or "
+                             "start a new run in another --out folder to use them.")
     else:
         if not args.out or not args.updates:
             raise SystemExit("prompt-gym train needs --out RUN_FOLDER and --updates N (or --resume RUN_FOLDER).")
         settings = train_settings_from_args(args)
-    _print_training_results(run_training(settings, resume=bool(args.resume)))
+    _print_training_results(run_training(settings, resume=bool(args.resume), overwrite=args.overwrite))
     print(f"outputs in {settings.out}")
     return 0
+
+
+def _given_options(args: argparse.Namespace) -> set[str]:
+    """The ``dest`` of every option written on the command line (``--lr 1e-5`` counts even if it is the default)."""
+    dests = set(vars(args))
+    given = set()
+    for token in args.argv:
+        if token.startswith("--") and len(token) > 2:
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            matches = [dest for dest in dests if dest == name] or [dest for dest in dests if dest.startswith(name)]
+            given.update(matches[:1] if len(matches) == 1 else [])
+    return given
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -99,24 +119,29 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--target", "--target-model", dest="target_model",
                        help="target: a model spec (default: the agent model, one shared copy) or a served model, "
                             "openai:<base_url>#<model> (see docs/remote-target.md)")
-    train.add_argument("--updates", type=int, help="total APPO updates (with --resume: the new total)")
+    train.add_argument("--updates", type=positive_int, help="total APPO updates (with --resume: the new total)")
     train.add_argument("--seed", type=int, default=0, help="seed of the agent and of the first env reset")
-    train.add_argument("--out", help="run folder (must not hold a run yet)")
-    train.add_argument("--save-every", type=int, default=10, help="updates between checkpoints")
-    train.add_argument("--resume", help="continue the run in this folder from its latest checkpoint")
-    train.add_argument("--num-envs", type=int, default=1, help="parallel environments (vector env when > 1)")
+    train.add_argument("--out", help="run folder (new or empty, unless --overwrite)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start a new run in --out even if it holds one: the earlier run's outputs are deleted")
+    train.add_argument("--save-every", type=positive_int, default=10, help="updates between checkpoints")
+    train.add_argument("--resume", help="continue the run in this folder from its newest verified checkpoint "
+                                        "(with the saved settings; only --updates may change)")
+    train.add_argument("--num-envs", type=positive_int, default=1, help="parallel environments (vector env when > 1)")
     train.add_argument("--action-mode", default="token", choices=("token", "text"), help="env action mode")
-    train.add_argument("--batch-size", type=int, default=4, help="prompts (episodes) per update")
-    train.add_argument("--lr", type=float, default=1e-5, help="learning rate (1e-5: the paper's, for 7B agents)")
-    train.add_argument("--ppo-epochs", type=int, default=4, help="passes over each batch")
-    train.add_argument("--kl-coef", type=float, default=0.2, help="beta of the KL penalty to the anchor")
-    train.add_argument("--anchor-check-interval", type=int, default=5, help="updates between anchor checks")
-    train.add_argument("--anchor-threshold", type=float, default=0.05, help="validation margin for promote/rollback")
+    train.add_argument("--batch-size", type=positive_int, default=4, help="prompts (episodes) per update")
+    train.add_argument("--lr", type=positive_float, default=1e-5,
+                       help="learning rate (1e-5: the paper's, for 7B agents)")
+    train.add_argument("--ppo-epochs", type=positive_int, default=4, help="passes over each batch")
+    train.add_argument("--kl-coef", type=non_negative_float, default=0.2, help="beta of the KL penalty to the anchor")
+    train.add_argument("--anchor-check-interval", type=positive_int, default=5, help="updates between anchor checks")
+    train.add_argument("--anchor-threshold", type=non_negative_float, default=0.05,
+                       help="validation margin for promote/rollback")
     train.add_argument("--fixed-reference", action="store_true", help="ablation: plain PPO against the start model")
     train.add_argument("--no-rollback", action="store_true", help="ablation: never roll the policy back")
-    train.add_argument("--max-prompt-tokens", type=int, help="longest prompt (env setting)")
-    train.add_argument("--num-demos", type=int, help="demonstrations in the meta-prompt (env setting)")
-    train.add_argument("--reward-batch-size", type=int, help="training examples per reward (env setting)")
+    train.add_argument("--max-prompt-tokens", type=positive_int, help="longest prompt (env setting)")
+    train.add_argument("--num-demos", type=non_negative_int, help="demonstrations in the meta-prompt (env setting)")
+    train.add_argument("--reward-batch-size", type=positive_int, help="training examples per reward (env setting)")
     train.add_argument("--test-split", help="which file serves as test (SST-2: validation=872, test=1821)")
     train.add_argument("--task", help="registered task to run the env on instead of its own (for example "
                                       "--env PromptTune-TTE-SST2-v0 --task mrpc: test-time editing on MRPC)")
@@ -155,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.run(args)
 
 

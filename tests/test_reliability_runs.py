@@ -1,0 +1,200 @@
+"""Run folders are never damaged, failed starts never block a rerun, and kill -9 + resume loses nothing.
+
+Training runs use the toy env (its keyword rule target is deterministic) and a tiny Llama saved to
+a folder, as ``tests/agents/test_train_cli.py`` does. The kill tests run ``prompt-gym train`` in a
+subprocess that sends itself SIGKILL at a chosen point (after logging an update, or while hashing
+the files of a checkpoint), resume it, and compare with a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prompt_gym.checkpoint import MANIFEST, CheckpointError
+from prompt_gym.cli import main
+from prompt_gym.logging import read_log
+
+ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", "--lr", "1e-2",
+        "--anchor-check-interval", "2", "--max-prompt-tokens", "3", "--num-demos", "1", "--reward-batch-size", "2",
+        "--device", "cpu", "--save-every", "1", "--seed", "3"]
+COUNTS = ("num_updates", "num_timesteps", "target_evaluations", "promotions", "rollbacks")
+
+KILLER = """
+import os, signal, sys
+from prompt_gym import checkpoint, logging
+from prompt_gym.cli import main
+
+where, at = sys.argv[1], int(sys.argv[2])
+if where == "update":  # right after update `at` is logged, before its checkpoint
+    dump = logging.Logger.dump
+    def dump_then_die(self, step):
+        record = dump(self, step)
+        if step == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return record
+    logging.Logger.dump = dump_then_die
+else:  # while the files of checkpoint `at` are hashed: staged, no manifest yet
+    sha = checkpoint._sha256
+    def hash_or_die(path):
+        if f".step-{at:06d}-" in str(path):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return sha(path)
+    checkpoint._sha256 = hash_or_die
+main(["train", *sys.argv[3:]])
+"""
+
+
+def train(model: str, out: Path, updates: int, *extra: str) -> int:
+    return main(["train", *ARGS, "--agent-model", model, "--updates", str(updates), "--out", str(out), *extra])
+
+
+def resume(out: Path, updates: int, *extra: str) -> int:
+    return main(["train", "--resume", str(out), "--updates", str(updates), *extra])
+
+
+def killed_run(model: str, out: Path, where: str, at: int, updates: int) -> None:
+    command = [sys.executable, "-c", KILLER, where, str(at), *ARGS, "--agent-model", model,
+               "--updates", str(updates), "--out", str(out)]
+    process = subprocess.run(command, capture_output=True, text=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+
+
+def fingerprint(out: Path) -> dict:
+    """What must be identical between an interrupted-and-resumed run and a straight one."""
+    results = json.loads((out / "results.json").read_text())
+    last = sorted((out / "checkpoints").glob("step-*"))[-1]
+    hashes = json.loads((last / MANIFEST).read_text())["files"]
+    log = [(r["step"], r.get("time/target_evaluations"), r.get("rollout/reward")) for r in read_log(out / "log.jsonl")]
+    return {"counts": {k: results[k] for k in COUNTS}, "selected": results["selected"], "log": log,
+            "checkpoint": last.name, "files": hashes}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, tiny_model_dir_module):
+    """A 4-update run that was never interrupted."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    assert train(tiny_model_dir_module, out, 4) == 0
+    return fingerprint(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir_module(tmp_path_factory) -> str:
+    from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
+
+    tokenizer = build_byte_tokenizer()
+    folder = tmp_path_factory.mktemp("model") / "tiny-model"
+    build_tiny_lm(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize(("where", "at"), [("update", 3), ("checkpoint", 3)])
+def test_kill_9_then_resume_gives_identical_weights_and_counts(where, at, straight, tiny_model_dir_module, tmp_path):
+    out = tmp_path / "run"
+    killed_run(tiny_model_dir_module, out, where, at, updates=4)
+    assert not (out / "results.json").exists()
+    assert list((out / "checkpoints").glob(".step-*")) == ([] if where == "update" else
+                                                          list((out / "checkpoints").glob(f".step-{at:06d}-*")))
+    with pytest.raises(FileExistsError, match="--resume"):  # the folder is a run now: a new start must not touch it
+        train(tiny_model_dir_module, out, 4)
+    assert resume(out, 4) == 0
+    assert not list((out / "checkpoints").glob(".step-*"))  # the kill's staging folder is gone
+    assert fingerprint(out) == straight
+
+
+def test_counts_survive_resume(straight, tiny_model_dir_module, tmp_path):
+    out = tmp_path / "run"
+    assert train(tiny_model_dir_module, out, 2) == 0
+    assert resume(out, 4) == 0
+    assert fingerprint(out) == straight  # target_evaluations continues from the checkpoint's count
+
+
+def test_resume_falls_back_to_an_older_verified_checkpoint(straight, tiny_model_dir_module, tmp_path):
+    out = tmp_path / "run"
+    killed_run(tiny_model_dir_module, out, "update", 4, updates=4)  # checkpoints step-2 and step-3 are kept
+    newest = out / "checkpoints" / "step-000003"
+    (newest / "optimizer.pt").write_bytes(b"damaged")
+    with pytest.warns(UserWarning, match="older checkpoint.*step-000003 is corrupt"):
+        assert resume(out, 4) == 0
+    assert fingerprint(out) == straight
+
+
+def test_latest_pointing_outside_the_run_is_never_followed(straight, tiny_model_dir_module, tmp_path):
+    other = tmp_path / "other"
+    assert train(tiny_model_dir_module, other, 1) == 0
+    out = tmp_path / "run"
+    killed_run(tiny_model_dir_module, out, "update", 3, updates=4)
+    (out / "checkpoints" / "latest").write_text("../../other/checkpoints/step-000001")
+    with pytest.warns(UserWarning, match="does not name a step-\\* folder of this run"):
+        assert resume(out, 4) == 0
+    assert fingerprint(out) == straight
+
+
+def test_a_torn_last_log_line_does_not_block_resume(straight, tiny_model_dir_module, tmp_path):
+    out = tmp_path / "run"
+    killed_run(tiny_model_dir_module, out, "update", 3, updates=4)
+    with (out / "log.jsonl").open("a") as log:
+        log.write('{"step": 3, "rollout/rew')  # what a kill in the middle of a write leaves
+    with pytest.warns(UserWarning, match="cut short"):
+        assert resume(out, 4) == 0
+    assert fingerprint(out) == straight
+
+
+def test_failed_start_leaves_nothing_that_blocks_the_corrected_rerun(tiny_model_dir_module, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="not a built-in alias"):
+        train("not a model!", out, 1)
+    assert not out.exists()
+    out.mkdir()  # an empty folder the user made stays, empty
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises((OSError, ValueError)):  # transformers finds no model files there
+        train(str(tmp_path / "not-a-model"), out, 1)
+    assert out.is_dir() and not any(out.iterdir())
+    assert train(tiny_model_dir_module, out, 1) == 0
+
+
+def test_a_new_run_never_writes_into_a_foreign_folder(tiny_model_dir_module, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.json").write_text('{"my": "results"}')
+    (out / "log.jsonl").write_text('{"step": 1, "foreign": 1}\n')
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty and holds no prompt-gym run"):
+        train(tiny_model_dir_module, out, 1)
+    assert (out / "results.json").read_text() == '{"my": "results"}'
+    assert (out / "log.jsonl").read_text() == '{"step": 1, "foreign": 1}\n'
+    assert train(tiny_model_dir_module, out, 1, "--overwrite") == 0  # the explicit flag: run outputs replaced
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert [r["step"] for r in read_log(out / "log.jsonl") if "foreign" in r] == []
+    with pytest.raises(SystemExit, match="give one"):
+        resume(out, 2, "--overwrite")
+
+
+@pytest.mark.parametrize(("flag", "value", "setting"), [
+    ("--lr", "0.5", "config.learning_rate"), ("--seed", "4", "config.seed"),
+    ("--env", "PromptTune-SST2-v0", "env"), ("--num-demos", "2", "env_kwargs.num_demos"),
+    ("--no-rollback", None, "config.rollback"), ("--out", "elsewhere", "the run is in"),
+])
+def test_resume_refuses_flags_that_contradict_the_saved_run(flag, value, setting, tiny_model_dir_module, tmp_path):
+    out = tmp_path / "run"
+    assert train(tiny_model_dir_module, out, 1) == 0
+    with pytest.raises(SystemExit, match=f"{flag}.*{setting}"):
+        resume(out, 2, *([flag] if value is None else [flag, value]))
+    assert resume(out, 2, "--lr", "1e-2", "--seed", "3") == 0  # flags equal to the saved settings are fine
+    assert json.loads((out / "results.json").read_text())["num_updates"] == 2
+
+
+def test_resume_without_any_checkpoint_says_how_to_start_again(tiny_model_dir_module, tmp_path):
+    out = tmp_path / "run"
+    killed_run(tiny_model_dir_module, out, "checkpoint", 1, updates=2)  # killed inside its first checkpoint
+    with pytest.raises(CheckpointError, match="--overwrite instead of --resume"):
+        resume(out, 2)
+    assert train(tiny_model_dir_module, out, 2, "--overwrite") == 0
+    with pytest.raises(ValueError, match="--updates 2 or more"):
+        resume(out, 1)
