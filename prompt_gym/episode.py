@@ -7,6 +7,7 @@ one batched scorer call.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +112,11 @@ class PromptJudge:
         self.generation = is_generation_scorer(scorer)
         self.reward_fn = get_reward_function(reward, generation=self.generation)
         self.reward_kwargs = dict(reward_kwargs or {})
+        data_arguments = 1 if self.generation else 2  # (scores) or (log_probs, labels), then the options
+        options = list(inspect.signature(self.reward_fn).parameters)[data_arguments:]
+        unknown = sorted(set(self.reward_kwargs) - set(options))
+        if unknown:
+            raise ValueError(f"reward_kwargs {unknown} are not options of the {reward!r} reward; it takes {options}.")
         self.normalize = normalize
 
     def judge(self, prompts: Sequence[str], batches: Sequence[Sequence[Example]]) -> list[dict[str, float]]:

@@ -330,6 +330,8 @@ def make_task(
     if isinstance(verbalizer, str):
         raise ValueError(f"Task {name!r}: verbalizer is a list of class words, one per label, got the string "
                          f"{verbalizer!r}; write verbalizer=[{verbalizer!r}, ...].")
+    if verbalizer is not None:
+        _check_verbalizer(name, verbalizer)
     splits = {}
     for split, source in (("train", train), ("validation", validation), ("test", test)):
         if isinstance(source, (str, Path)):
