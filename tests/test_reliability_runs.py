@@ -198,3 +198,22 @@ def test_resume_without_any_checkpoint_says_how_to_start_again(tiny_model_dir_mo
     assert train(tiny_model_dir_module, out, 2, "--overwrite") == 0
     with pytest.raises(ValueError, match="--updates 2 or more"):
         resume(out, 1)
+
+
+def test_compare_resumes_from_an_older_verified_checkpoint_instead_of_restarting(tmp_path):
+    from prompt_gym.comparison import CompareConfig, run_comparison, run_dir
+
+    budget = 4 * 4 * 8 + 5 * 8 + 2 * 8
+    config = CompareConfig("PromptTune-Toy-v0", ["ppo"], budget, [0], tmp_path / "cmp", checkpoint_every=1,
+                           agent_options={"ppo": {"learning_rate": 1e-3, "ppo_epochs": 1, "anchor_check_interval": 3}})
+    first = run_comparison(config, log=lambda line: None)[0]
+    folder = run_dir(config.out, "ppo", 0)
+    older, newest = sorted((folder / "checkpoints").glob("step-*"))
+    (folder / "result.json").unlink()  # as if killed before the end
+    (newest / "agent" / "pool.json").write_text("[]")  # and the newest checkpoint damaged
+    with pytest.warns(UserWarning, match=f"{older.name}, an older checkpoint.*{newest.name} is corrupt"):
+        resumed = run_comparison(config, log=lambda line: None)[0]
+    assert resumed["resumed_from_update"] == int(older.name.split("-")[1])  # not a silent restart from 0
+    assert resumed["num_updates"] == first["num_updates"] and resumed["evaluations"] <= budget
+    steps = [record["step"] for record in read_log(folder / "log" / "log.jsonl")]
+    assert steps == sorted(set(steps)) and steps[-1] == first["num_updates"]
