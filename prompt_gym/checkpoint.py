@@ -213,8 +213,11 @@ def verify_checkpoint(path: str | Path) -> Path:
 
 
 def save_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON."""
-    Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
+    """Write ``data`` as indented JSON, atomically (a temporary file renamed into place: never half a file)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def load_json(path: str | Path) -> Any:
