@@ -34,16 +34,21 @@ class AgentSpec:
     summary: str
     config: str | None = None
 
-    def config_default(self, field_name: str) -> Any:
-        """The default of one field of the agent's config (imports the agent's module)."""
+    def config_fields(self) -> dict[str, Any]:
+        """The fields of the agent's config dataclass by name (imports the agent's module)."""
         import dataclasses
         import importlib
 
         if self.config is None:
             raise ValueError(f"Agent {self.name!r} has no config.")
         module, cls = self.config.split(":")
-        fields = {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module), cls))}
-        field = fields[field_name]
+        return {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module), cls))}
+
+    def config_default(self, field_name: str) -> Any:
+        """The default of one field of the agent's config (imports the agent's module)."""
+        import dataclasses
+
+        field = self.config_fields()[field_name]
         return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+from prompt_gym.checks import check_int, check_type
 from prompt_gym.remote.runs import UsageLogCallback, run_target, target_usage
 
 SETTINGS_FILE = "run.json"
@@ -83,10 +84,17 @@ class TrainSettings:
     model_config: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
+        import gymnasium as gym
+
+        import prompt_gym  # noqa: F401  (registers the environments)
+
         if self.agent != "appo":
             raise ValueError(f"Unknown agent {self.agent!r}; available: 'appo'.")
-        if self.updates < 1 or self.num_envs < 1 or self.save_every < 1:
-            raise ValueError("updates, num_envs and save_every must be positive.")
+        for name in ("updates", "num_envs", "save_every"):
+            check_int(name, getattr(self, name), minimum=1)
+        if self.env not in gym.registry:
+            raise ValueError(f"Unknown environment {self.env!r}; `prompt-gym envs` lists them.")
+        check_type("env_kwargs", self.env_kwargs, dict, "a dict of gym.make arguments")
         self.model_config.model = self.agent_model
 
     def to_dict(self) -> dict[str, Any]:

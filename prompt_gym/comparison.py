@@ -35,6 +35,7 @@ over seeds), see :mod:`prompt_gym.comparison_report`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted, NoProgress
+from prompt_gym.checks import check_int
 
 CURVE_Y = "eval/best_val_accuracy"
 CURVE_X = "time/target_evaluations"
@@ -93,14 +95,35 @@ class CompareConfig:
         for name in [*self.agents, *self.agent_options]:
             get_agent_spec(name)
         for name, options in self.agent_options.items():
-            if not isinstance(options, dict):
-                raise ValueError(f"agent_options[{name!r}] must map config fields to values, got {options!r}.")
+            _check_agent_options(name, options)
         if not self.seeds:
             raise ValueError("Give at least one seed (--seeds 13,21,42).")
-        if self.budget < 1:
-            raise ValueError(f"The budget is a positive number of target evaluations, got {self.budget}.")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be positive, got {self.checkpoint_every}.")
+        for seed in self.seeds:
+            check_int("every seed", seed)
+        check_int("the budget (target evaluations)", self.budget, minimum=1)
+        check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must map gym.make arguments to values, got {self.env_kwargs!r}.")
+
+
+def _check_agent_options(name: str, options: Any) -> None:
+    """Options must be fields of the agent's config with finite numbers (JSON allows Infinity and NaN)."""
+    from prompt_gym.agents.registry import get_agent_spec
+
+    if not isinstance(options, dict):
+        raise ValueError(f"agent_options[{name!r}] must map config fields to values, got {options!r}.")
+    spec = get_agent_spec(name)
+    if spec.config is None and options:
+        raise ValueError(f"Agent {name!r} has no options, got {sorted(options)}.")
+    if spec.config is not None:
+        known = spec.config_fields()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"agent_options[{name!r}] has unknown fields {unknown}; the agent's config has "
+                             f"{sorted(known)}.")
+    for key, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"agent_options[{name!r}][{key!r}] must be a finite number, got {value}.")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

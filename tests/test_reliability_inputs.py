@@ -23,6 +23,7 @@ import prompt_gym
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted
 from prompt_gym.cli import main
+from prompt_gym.comparison import CompareConfig
 from prompt_gym.data import DataError
 from prompt_gym.logging import read_log
 
@@ -222,6 +223,16 @@ CASES = [
          SystemExit, "--checkpoint-every: expected a positive integer"),
     Case("cli-compare-env-kwargs-list", cli(*CMP, "--budget", "9", "--env-kwargs", "[1]", "--out", "TMP/c"),
          SystemExit, "expected a JSON object"),
+    Case("cli-compare-option-infinity", cli(*CMP[:-4], "--agents", "random-search", "--seeds", "0", "--budget", "99",
+                                            "--agent-options", '{"random-search": {"temperature": Infinity}}',
+                                            "--out", "TMP/c"), SystemExit, "must be a finite number, got inf"),
+    Case("cli-compare-option-unknown", cli(*CMP[:-4], "--agents", "appo", "--seeds", "0", "--budget", "99",
+                                           "--agent-options", '{"appo": {"learning_rat": 0.1}}', "--out", "TMP/c"),
+         SystemExit, r"unknown fields \['learning_rat'\]"),
+    Case("cli-compare-budget-float", lambda tmp_path: CompareConfig(TOY, ["manual"], 9.5, [0], tmp_path / "c"),
+         TypeError, "the budget .* must be an integer, got 9.5"),
+    Case("cli-train-unknown-env", cli("train", "--env", "PromptTune-Nope-v0", "--updates", "1", "--out", "TMP/r"),
+         ValueError, "Unknown environment 'PromptTune-Nope-v0'; `prompt-gym envs` lists them"),
     Case("cli-eval-missing-prompt-file", cli("eval", "--env", TOY, "--prompt-file", "TMP/none.txt"), SystemExit,
          "--prompt-file: no such file"),
     # run folders and saved configs
