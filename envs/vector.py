@@ -132,10 +132,12 @@ class PromptTuneVectorEnv(VectorEnv):
             options: Passed to each sub-environment; ``"reset_mask"`` (a boolean array of shape
                 ``(num_envs,)``) resets only the marked ones.
         """
-        if seed is None or isinstance(seed, int):
-            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        else:
+        if seed is None or isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        elif isinstance(seed, (list, tuple, np.ndarray)):
             seeds = list(seed)
+        else:
+            raise TypeError(f"seed must be None, an int or one seed per sub-environment, got {seed!r}.")
         if len(seeds) != self.num_envs:
             raise ValueError(f"Pass one seed per sub-environment ({self.num_envs}), got {len(seeds)}.")
         options = dict(options or {})

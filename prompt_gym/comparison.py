@@ -24,7 +24,8 @@ Protocol (``prompt-gym compare`` and :func:`run_comparison`):
    finishes, and a rerun skips finished runs. Agents with checkpoints (``appo``, ``ppo``) save one
    every ``checkpoint_every`` updates and a rerun resumes from the newest one that verifies
    (older ones are the fallback), with the evaluation count restored from the run's log. The
-   output folder must be new, empty or an earlier comparison's.
+   output folder must be new, empty or an earlier comparison's; an earlier comparison whose start
+   failed before any run finished or checkpointed may be rerun with corrected settings.
 
 Outputs: ``results.md`` and ``results.csv`` (mean and std of test accuracy over seeds, evaluations
 used, wall time, APPO promotions/rollbacks), ``runs.csv`` (one row per run) and
@@ -38,6 +39,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -200,9 +202,17 @@ def _check_out_folder(config: CompareConfig) -> None:
         raise ValueError(f"{path} is unreadable ({error}); restore it, or use a new --out folder.") from None
     new = _describe(config)
     changed = sorted(k for k in new if k not in ("agents", "seeds") and old.get(k) != new[k])
-    if changed:
+    if changed and _has_progress(config.out):
         raise ValueError(f"{config.out} holds a comparison run with other settings ({', '.join(changed)} differ); "
                          "use another --out folder, or the original settings to resume.")
+    if changed:  # an earlier start failed before any run finished or checkpointed: start afresh
+        (config.out / "test_cache.json").unlink(missing_ok=True)
+        shutil.rmtree(config.out / "runs", ignore_errors=True)
+
+
+def _has_progress(out: Path) -> bool:
+    """Whether a comparison folder holds a finished run or a checkpoint (work that other settings must not mix with)."""
+    return any(out.glob("runs/*/*/result.json")) or any(out.glob("runs/*/*/checkpoints/step-*"))
 
 
 def _check_budget(config: CompareConfig) -> None:

@@ -177,6 +177,8 @@ CASES = [
     Case("vector-bare-string", vector_step("Classify", mode="text"), TypeError, "one action per sub-environment"),
     Case("vector-bad-seeds", lambda _: gym.make_vec(TOY, num_envs=3).reset(seed=[1]), ValueError,
          "one seed per sub-environment"),
+    Case("vector-float-seed", lambda _: gym.make_vec(TOY, num_envs=3).reset(seed=1.5), TypeError,
+         "seed must be None, an int or one seed per sub-environment, got 1.5"),
     # task data
     Case("data-invalid-utf8", data([b'{"text": "ok", "label": 0}', b'{"text": "caf\xe9", "label": 1}']), DataError,
          r"train\.jsonl:2: not valid UTF-8"),
@@ -264,7 +266,8 @@ CASES = [
     Case("compare-config-unreadable", folder({"c/config.json": "{torn"}, *CMP, "--budget", "99", "--out", "TMP/c"),
          SystemExit, "config.json is unreadable"),
     Case("compare-config-differs", folder({"c/config.json": json.dumps(
-        {"env_id": TOY, "budget": 5, "agents": ["manual"], "seeds": [0]})}, *CMP, "--budget", "99", "--out", "TMP/c"),
+        {"env_id": TOY, "budget": 5, "agents": ["manual"], "seeds": [0]}), "c/runs/manual/seed-0/result.json": "{}"},
+        *CMP, "--budget", "99", "--out", "TMP/c"),
          SystemExit, "holds a comparison run with other settings"),
     # checkpoints
     Case("checkpoint-none", lambda tmp_path: ckpt.latest_checkpoint(tmp_path / "empty"), ckpt.CheckpointError,

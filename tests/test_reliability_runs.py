@@ -217,3 +217,21 @@ def test_compare_resumes_from_an_older_verified_checkpoint_instead_of_restarting
     assert resumed["num_updates"] == first["num_updates"] and resumed["evaluations"] <= budget
     steps = [record["step"] for record in read_log(folder / "log" / "log.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == first["num_updates"]
+
+
+def test_a_failed_compare_start_does_not_block_the_corrected_rerun(tmp_path):
+    from prompt_gym.comparison import CompareConfig, run_comparison
+
+    out = tmp_path / "cmp"
+    options = {"random-search": {"final_samples": 1}}
+    env_kwargs = {"max_prompt_tokens": 3, "reward_batch_size": 2}
+    with pytest.raises(ValueError, match="not a built-in alias"):
+        run_comparison(CompareConfig("PromptTune-Toy-v0", ["random-search"], 60, [0], out, agent_model="not a model!",
+                                     env_kwargs=env_kwargs, agent_options=options), log=lambda line: None)
+    assert (out / "config.json").is_file()
+    fixed = CompareConfig("PromptTune-Toy-v0", ["random-search"], 60, [0], out, env_kwargs=env_kwargs,
+                          agent_options=options)
+    assert run_comparison(fixed, log=lambda line: None)[0]["evaluations"] <= 60
+    with pytest.raises(ValueError, match="other settings \\(agent_model differ"):  # now a run has finished
+        run_comparison(CompareConfig("PromptTune-Toy-v0", ["random-search"], 60, [0], out, agent_model="x/y",
+                                     env_kwargs=env_kwargs, agent_options=options), log=lambda line: None)
