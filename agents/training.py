@@ -95,6 +95,9 @@ class TrainSettings:
         if self.env not in gym.registry:
             raise ValueError(f"Unknown environment {self.env!r}; `prompt-gym envs` lists them.")
         check_type("env_kwargs", self.env_kwargs, dict, "a dict of gym.make arguments")
+        task = self.env_kwargs.get("task")
+        if isinstance(task, str) and task not in prompt_gym.list_tasks():
+            raise ValueError(f"Unknown task {task!r}; known tasks: {', '.join(prompt_gym.list_tasks())}.")
         self.model_config.model = self.agent_model
 
     def to_dict(self) -> dict[str, Any]:

@@ -141,7 +141,7 @@ class PromptTuneEnv(gym.Env):
         check_int("max_prompt_tokens", max_prompt_tokens, minimum=1)
         check_int("reward_batch_size", reward_batch_size, minimum=1)
         check_int("max_meta_prompt_tokens", max_meta_prompt_tokens, minimum=1)
-        check_int("data_seed", data_seed)
+        check_int("data_seed", data_seed, minimum=0)
         check_int("scorer_batch_size", scorer_batch_size, minimum=1)
         check_optional_int("max_new_tokens", max_new_tokens, minimum=1)
         if isinstance(task, str):

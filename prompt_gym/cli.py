@@ -120,7 +120,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
                        help="target: a model spec (default: the agent model, one shared copy) or a served model, "
                             "openai:<base_url>#<model> (see docs/remote-target.md)")
     train.add_argument("--updates", type=positive_int, help="total APPO updates (with --resume: the new total)")
-    train.add_argument("--seed", type=int, default=0, help="seed of the agent and of the first env reset")
+    train.add_argument("--seed", type=non_negative_int, default=0, help="seed of the agent and of the first env reset")
     train.add_argument("--out", help="run folder (new or empty, unless --overwrite)")
     train.add_argument("--overwrite", action="store_true",
                        help="start a new run in --out even if it holds one: the earlier run's outputs are deleted")

@@ -101,7 +101,7 @@ class CompareConfig:
         if not self.seeds:
             raise ValueError("Give at least one seed (--seeds 13,21,42).")
         for seed in self.seeds:
-            check_int("every seed", seed)
+            check_int("every seed", seed, minimum=0)
         check_int("the budget (target evaluations)", self.budget, minimum=1)
         check_int("checkpoint_every", self.checkpoint_every, minimum=1)
         if not isinstance(self.env_kwargs, dict):

@@ -88,12 +88,21 @@ def cache_dir() -> Path:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """Turn ``"auto"`` into ``"cuda"`` when a GPU is present, else ``"cpu"``; pass others through."""
-    if device != "auto":
-        return device
+    """Turn ``"auto"`` into ``"cuda"`` when a GPU is present, else ``"cpu"``; check and pass others through.
+
+    Raises:
+        ValueError: ``device`` is not ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, or asks for
+            CUDA where none is visible.
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"Device {device!r} was asked for but no CUDA GPU is visible; use --device cpu or auto.")
+    return device
 
 
 def resolve_dtype(dtype: Any, device: str) -> Any:
