@@ -140,6 +140,8 @@ class PromptTuneVectorEnv(VectorEnv):
             raise TypeError(f"seed must be None, an int or one seed per sub-environment, got {seed!r}.")
         if len(seeds) != self.num_envs:
             raise ValueError(f"Pass one seed per sub-environment ({self.num_envs}), got {len(seeds)}.")
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be None or a dict, got {options!r}.")
         options = dict(options or {})
         mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)))
         if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:

@@ -33,7 +33,12 @@ def evaluate_prompts(
         One dict per prompt: ``prompt``, ``split``, ``metric`` (the task's), ``accuracy`` (the
         metric's mean: accuracy for classification; exact match, F1, contains or set match for
         generation tasks), ``num_examples``, and for classification ``gap`` (mean verbalizer gap).
+
+    Raises:
+        TypeError: ``prompts`` is one string or holds something other than strings.
     """
+    if isinstance(prompts, str) or not all(isinstance(prompt, str) for prompt in prompts):
+        raise TypeError(f"prompts must be a list of strings, got {prompts!r}; wrap a single prompt as [prompt].")
     if task.is_generation:
         return _evaluate_generation(scorer, task, prompts, split, chunk_size, progress)
     examples = task.split(split)

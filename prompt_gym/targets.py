@@ -34,6 +34,10 @@ def make_scorer(
             wrong kind (classification vs generation) or has another metric.
     """
     if scorer is not None:
+        methods = [getattr(scorer, name, None) for name in ("score_pairs", "score_outputs")]
+        if not any(callable(method) for method in methods) or not hasattr(scorer, "num_evaluations"):
+            raise TypeError("scorer must be a prompt-gym scorer (score_pairs() or score_outputs(), and "
+                            f"num_evaluations; see prompt_gym.scoring.Scorer), got {type(scorer).__name__}.")
         if is_generation_scorer(scorer) != task.is_generation or getattr(scorer, "metric", "accuracy") != task.metric:
             raise ValueError(f"Task {task.name!r} needs a {'generation' if task.is_generation else 'classification'} "
                              f"scorer with metric {task.metric!r}; got {type(scorer).__name__} "
@@ -63,6 +67,9 @@ def make_tokenizer(task: Task, tokenizer: Any = None, target: Target | None = No
     without loading its weights); the default model's tokenizer.
     """
     if tokenizer is not None and not isinstance(tokenizer, str):
+        if not all(hasattr(tokenizer, name) for name in ("encode", "decode", "eos_token_id")):
+            raise TypeError(f"tokenizer must be a tokenizer object (encode, decode, eos_token_id) or a model spec "
+                            f"string, got {tokenizer!r}.")
         return tokenizer
     if isinstance(tokenizer, str):
         from transformers import AutoTokenizer

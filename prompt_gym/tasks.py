@@ -269,6 +269,8 @@ def register_task(name: str, factory: TaskFactory | Task, *, overwrite: bool = F
         factory: A ready :class:`Task`, or a callable ``(seed=..., test_split=...) -> Task``.
         overwrite: Replace an existing registration instead of raising.
     """
+    if not isinstance(factory, Task) and not callable(factory):
+        raise TypeError(f"register_task needs a Task or a callable that returns one, got {factory!r}.")
     registry = _registry()
     if name in registry and not overwrite:
         raise ValueError(f"Task {name!r} is already registered; pass overwrite=True to replace it.")
@@ -337,7 +339,10 @@ def make_task(
         if isinstance(source, (str, Path)):
             rows, origin = _data.read_jsonl(source), str(source)
         else:
-            rows, origin = [dict(row) for row in source], f"{name}/{split}"
+            origin, rows = f"{name}/{split}", list(source)
+            if not all(isinstance(row, Mapping) for row in rows):
+                raise DataError(f"Task {name!r}: every row of the {split!r} split ({origin}) must be a dict of fields.")
+            rows = [dict(row) for row in rows]
         if not rows:
             raise DataError(f"Task {name!r}: the {split!r} split ({origin}) is empty.")
         if verbalizer is not None:

@@ -25,6 +25,7 @@ from prompt_gym.budget import BudgetedScorer, BudgetExhausted
 from prompt_gym.cli import main
 from prompt_gym.comparison import CompareConfig
 from prompt_gym.data import DataError
+from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import read_log
 
 TOY = "PromptTune-Toy-v0"
@@ -158,6 +159,12 @@ CASES = [
     Case("make-vec-num-envs-zero", lambda _: gym.make_vec(TOY, num_envs=0), ValueError, "num_envs must be positive"),
     Case("make-vec-num-envs-float", lambda _: gym.make_vec(TOY, num_envs=2.5), TypeError,
          "num_envs must be an integer"),
+    Case("make-scorer-not-a-scorer", make(scorer=object()), TypeError, "scorer must be a prompt-gym scorer"),
+    Case("make-tokenizer-int", make(tokenizer=5), TypeError, "tokenizer must be a tokenizer object"),
+    Case("register-task-int", lambda _: prompt_gym.register_task("bad-factory", 5), TypeError,
+         "register_task needs a Task or a callable"),
+    Case("evaluate-one-string", lambda _: evaluate_prompts(None, prompt_gym.get_task("toy"), "Classify", "validation"),
+         TypeError, r"prompts must be a list of strings.*wrap a single prompt as \[prompt\]"),
     # env.step actions
     Case("step-token-str", step("hello"), TypeError, "In token mode the action is one integer token id"),
     Case("step-token-float", step(1.5), TypeError, "one integer token id, got 1.5"),
@@ -178,6 +185,8 @@ CASES = [
     Case("vector-bare-string", vector_step("Classify", mode="text"), TypeError, "one action per sub-environment"),
     Case("vector-bad-seeds", lambda _: gym.make_vec(TOY, num_envs=3).reset(seed=[1]), ValueError,
          "one seed per sub-environment"),
+    Case("vector-options-int", lambda _: gym.make_vec(TOY, num_envs=3).reset(options=5), TypeError,
+         "options must be None or a dict"),
     Case("vector-float-seed", lambda _: gym.make_vec(TOY, num_envs=3).reset(seed=1.5), TypeError,
          "seed must be None, an int or one seed per sub-environment, got 1.5"),
     # task data
@@ -202,6 +211,9 @@ CASES = [
          "verbalizer is a list of class words"),
     Case("data-verbalizer-empty-word", data([b'{"text": "a", "label": 0}'], verbalizer=["yes", " "]), ValueError,
          "non-empty string"),
+    Case("data-rows-not-dicts", lambda _: prompt_gym.make_task("m", train=[1, 2], validation=[{"text": "a", "label": 0}],
+                                                           test=[{"text": "a", "label": 0}], verbalizer=["a", "b"]),
+         DataError, "every row of the 'train' split .* must be a dict"),
     Case("data-generation-null-output", data([b'{"text": "a", "output": null}'], verbalizer=None, metric="contains"),
          DataError, "'output' must be a string or a non-empty list of strings"),
     # CLI flags: refused while parsing, before any model loads
