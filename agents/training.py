@@ -148,6 +148,10 @@ def versions() -> dict[str, str]:
 def resume_settings(run: str | Path, updates: int | None = None) -> TrainSettings:
     """Read a run's settings for ``--resume``; ``updates`` may raise the total."""
     path = Path(run) / SETTINGS_FILE
+    inside = [folder for folder in Path(run).resolve().parents if (folder / SETTINGS_FILE).is_file()]
+    if not path.is_file() and inside:
+        raise FileNotFoundError(f"{run} is inside the run folder {inside[0]}: pass that folder to --resume (it picks "
+                                "the newest checkpoint that verifies).")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {run} is not a prompt-gym run folder (nothing to resume).")
     try:

@@ -34,7 +34,12 @@ def _read_prompts(args: argparse.Namespace) -> list[str]:
         path = Path(args.prompt_file)
         if not path.is_file():
             raise SystemExit(f"--prompt-file: no such file {path}")
-        prompts += [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise SystemExit(f"--prompt-file: {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                             "save it as UTF-8") from None
+        prompts += [line.rstrip("\n") for line in text.splitlines() if line.strip()]
     if args.empty_prompt:
         prompts.append("")
     if not prompts and not args.manual_prompt:
@@ -50,6 +55,8 @@ def _eval(args: argparse.Namespace) -> int:
     from prompt_gym.evaluation import evaluate_prompts
 
     prompts = _read_prompts(args)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise SystemExit(f"--json: the folder of {args.json} does not exist; create it first")
     kwargs = {"target": args.target_model} if args.target_model else {}
     if args.test_split:
         kwargs["test_split"] = args.test_split

@@ -167,7 +167,7 @@ def run_comparison(config: CompareConfig, log: Any = print) -> list[dict[str, An
             path = run_dir(config.out, agent, seed) / "result.json"
             if path.is_file():
                 log(f"[skip] {agent} seed {seed}: finished earlier ({path})")
-                results.append(json.loads(path.read_text(encoding="utf-8")))
+                results.append(_read_json(path, f"delete {path.parent} to run {agent} seed {seed} again"))
                 continue
             result = run_one(config, agent, seed)
             log(f"[done] {agent} seed {seed}: test {result['test_accuracy']:.3f}, val {result['val_accuracy']:.3f}, "
@@ -194,13 +194,7 @@ def _check_out_folder(config: CompareConfig) -> None:
                              "empty --out folder.")
         config.out.mkdir(parents=True, exist_ok=True)
         return
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(old, dict):
-            raise TypeError(f"expected a JSON object, got {type(old).__name__}")
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path} is unreadable ({error}); restore it, or use a new --out folder.") from None
-    new = _describe(config)
+    old, new = _read_json(path, "restore it, or use a new --out folder"), _describe(config)
     changed = sorted(k for k in new if k not in ("agents", "seeds") and old.get(k) != new[k])
     if changed and _has_progress(config.out):
         raise ValueError(f"{config.out} holds a comparison run with other settings ({', '.join(changed)} differ); "
@@ -208,6 +202,21 @@ def _check_out_folder(config: CompareConfig) -> None:
     if changed:  # an earlier start failed before any run finished or checkpointed: start afresh
         (config.out / "test_cache.json").unlink(missing_ok=True)
         shutil.rmtree(config.out / "runs", ignore_errors=True)
+
+
+def _read_json(path: Path, fix: str) -> Any:
+    """Read a JSON object written by a comparison.
+
+    Raises:
+        ValueError: The file is not a JSON object (the message names it and says ``fix``).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path} is unreadable ({error}); {fix}.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object; {fix}.")
+    return data
 
 
 def _has_progress(out: Path) -> bool:
@@ -385,7 +394,7 @@ def _test_accuracy(out: Path, scorer: Any, task: Any, prompt: str) -> float:
     fingerprint = zlib.crc32("\n".join(e.input for e in examples).encode())
     key = f"{task.name}/{len(examples)}/{fingerprint:08x}\t{prompt}"
     cache_file = Path(out) / "test_cache.json"
-    cache = json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
+    cache = _read_json(cache_file, f"delete {cache_file} (a cache)") if cache_file.is_file() else {}
     if key not in cache:
         cache[key] = evaluate_prompts(scorer, task, [prompt], split="test")[0]["accuracy"]
         write_json_atomic(cache_file, cache)
