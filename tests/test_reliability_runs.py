@@ -39,13 +39,20 @@ if where == "update":  # right after update `at` is logged, before its checkpoin
             os.kill(os.getpid(), signal.SIGKILL)
         return record
     logging.Logger.dump = dump_then_die
-else:  # while the files of checkpoint `at` are hashed: staged, no manifest yet
+elif where == "checkpoint":  # while the files of checkpoint `at` are hashed: staged, no manifest yet
     sha = checkpoint._sha256
     def hash_or_die(path):
         if f".step-{at:06d}-" in str(path):
             os.kill(os.getpid(), signal.SIGKILL)
         return sha(path)
     checkpoint._sha256 = hash_or_die
+else:  # checkpoint `at` is complete and in place, `latest` not yet moved to it
+    replace = checkpoint.os.replace
+    def replace_or_die(source, target):
+        if str(target).endswith("latest") and (checkpoint.Path(target).parent / f"step-{at:06d}").is_dir():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return replace(source, target)
+    checkpoint.os.replace = replace_or_die
 main(["train", *sys.argv[3:]])
 """
 
@@ -94,13 +101,14 @@ def tiny_model_dir_module(tmp_path_factory) -> str:
     return str(folder)
 
 
-@pytest.mark.parametrize(("where", "at"), [("update", 3), ("checkpoint", 3)])
+@pytest.mark.parametrize(("where", "at"), [("update", 3), ("checkpoint", 3), ("pointer", 3)])
 def test_kill_9_then_resume_gives_identical_weights_and_counts(where, at, straight, tiny_model_dir_module, tmp_path):
     out = tmp_path / "run"
     killed_run(tiny_model_dir_module, out, where, at, updates=4)
     assert not (out / "results.json").exists()
-    assert list((out / "checkpoints").glob(".step-*")) == ([] if where == "update" else
-                                                          list((out / "checkpoints").glob(f".step-{at:06d}-*")))
+    staged = list((out / "checkpoints").glob(".step-*"))
+    assert len(staged) == (1 if where == "checkpoint" else 0)
+    assert (out / "checkpoints" / "latest").read_text() == f"step-{at - 1:06d}"
     with pytest.raises(FileExistsError, match="--resume"):  # the folder is a run now: a new start must not touch it
         train(tiny_model_dir_module, out, 4)
     assert resume(out, 4) == 0
