@@ -240,23 +240,35 @@ def _remove_outputs(out: Path) -> None:
     """Delete what a training run writes into ``out`` (:data:`RUN_OUTPUTS`), nothing else."""
     for pattern in RUN_OUTPUTS:
         for path in out.glob(pattern):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            _delete(path)
+
+
+def _delete(path: Path) -> None:
+    """Delete a file, a link or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 @contextmanager
 def _clean_failed_start(out: Path, resume: bool) -> Iterator[None]:
-    """If the start of a new run fails, remove what it wrote (the folder itself when the run created it)."""
+    """If the start of a new run fails, leave ``out`` as it was when it was new or empty.
+
+    A new folder is removed, an empty one emptied again. A folder started with ``overwrite`` keeps
+    the earlier run when the failure came before its outputs were replaced; after that, the same
+    command (with ``--overwrite``) starts again.
+    """
     created = not out.exists()
+    empty = created or not any(out.iterdir())
     try:
         yield
     except BaseException:
         if not resume and created:
             shutil.rmtree(out, ignore_errors=True)
-        elif not resume and out.is_dir():
-            _remove_outputs(out)
+        elif not resume and empty and out.is_dir():
+            for path in out.iterdir():
+                _delete(path)
         raise
 
 

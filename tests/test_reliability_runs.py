@@ -165,6 +165,9 @@ def test_failed_start_leaves_nothing_that_blocks_the_corrected_rerun(tiny_model_
         train(str(tmp_path / "not-a-model"), out, 1)
     assert out.is_dir() and not any(out.iterdir())
     assert train(tiny_model_dir_module, out, 1) == 0
+    with pytest.raises((OSError, ValueError)):  # --overwrite that fails before replacing keeps the earlier run
+        train(str(tmp_path / "not-a-model"), out, 1, "--overwrite")
+    assert json.loads((out / "results.json").read_text())["num_updates"] == 1
 
 
 def test_a_new_run_never_writes_into_a_foreign_folder(tiny_model_dir_module, tmp_path):
