@@ -9,7 +9,8 @@ Layout under a run's ``checkpoints/`` folder::
 A checkpoint is written into a hidden staging folder (``.step-*``), its ``manifest.json`` (SHA-256
 of every file) is written last, and only then is the folder renamed into place and ``latest``
 replaced (``os.replace``). A crash leaves either the old checkpoint or the new one, never half of
-one; staging folders a kill left behind are deleted by the next save or resume. After a save,
+one; staging folders a kill left behind are deleted by the next save (reading never deletes,
+so a checkpoint can be loaded while its run is still training). After a save,
 step folders newer than the one just written (a previous timeline, when a run resumed from an
 older checkpoint) are deleted, then all but the ``keep`` newest; the one just written always stays.
 
@@ -73,7 +74,7 @@ def save_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], 
         raise ValueError(f"keep must be at least 1 (the checkpoint just written), got {keep}.")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    remove_staging(root)
+    _remove_staging(root)
     final = root / f"step-{step:06d}"
     staging = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}-", dir=root))
     try:
@@ -110,18 +111,13 @@ def _prune(root: Path, current: int, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_staging(root: str | Path) -> list[Path]:
-    """Delete staging folders and pointer files that an interrupted save left in ``root``; returns them."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    leftovers = [path for path in root.iterdir() if path.name.startswith(".step-") or path.name == f".{LATEST}.tmp"]
-    for path in leftovers:
-        if path.is_dir():
+def _remove_staging(root: Path) -> None:
+    """Delete the staging folders and pointer files that an interrupted save left in ``root``."""
+    for path in root.iterdir():
+        if path.name.startswith(".step-") and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
-        else:
+        elif path.name == f".{LATEST}.tmp":
             path.unlink(missing_ok=True)
-    return leftovers
 
 
 def latest_checkpoint(root: str | Path) -> Path:
@@ -149,14 +145,13 @@ def latest_checkpoint(root: str | Path) -> Path:
             "Start it again (prompt-gym train: the same command with --overwrite instead of --resume), or in a "
             "new folder."
         )
-    remove_staging(root)
     candidates = [path for _, path in reversed(_step_folders(root))]
     pointed = _pointed(root)
-    if pointed is not None and pointed in candidates:
+    problems = [f"'{LATEST}' in {root} is missing or does not name a step-* folder of this run"]
+    if pointed in candidates:
         candidates.remove(pointed)
         candidates.insert(0, pointed)
-    problems = [] if pointed is not None else [f"'{LATEST}' in {root} is missing or does not name a step-* folder "
-                                                "of this run"]
+        problems = []
     for path in candidates:
         try:
             verify_checkpoint(path)

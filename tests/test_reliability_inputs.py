@@ -380,3 +380,12 @@ def test_a_torn_last_log_line_is_dropped_with_a_warning(tmp_path):
     log.write_text('{"step": 1, "a": 1.0}\n{"step": 2, "a"')
     with pytest.warns(UserWarning, match="cut short"):
         assert read_log(log) == [{"step": 1, "a": 1.0}]
+
+
+def test_a_dangling_latest_falls_back_with_a_warning_and_reading_deletes_nothing(tmp_path):
+    older = ckpt.save_checkpoint(tmp_path, 1, lambda f: (f / "w.bin").write_bytes(b"1"))
+    (tmp_path / "latest").write_text("step-000009")  # names a checkpoint that is not there
+    (tmp_path / ".step-000002-writing").mkdir()  # another process may be saving right now
+    with pytest.warns(UserWarning, match="step-000001, an older checkpoint: 'latest' .* does not name"):
+        assert ckpt.latest_checkpoint(tmp_path) == older
+    assert (tmp_path / ".step-000002-writing").is_dir()
