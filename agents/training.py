@@ -232,8 +232,9 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool = False) -> None:
     if (out / SETTINGS_FILE).exists():
         raise FileExistsError(f"{out} already holds a run; continue it with --resume {out}, replace it with "
                               "--overwrite, or pick another --out.")
-    raise FileExistsError(f"{out} is not empty and holds no prompt-gym run; pick a new or empty --out folder "
-                          "(or pass --overwrite to write the run's files next to what is there).")
+    raise FileExistsError(f"{out} is not empty and holds no prompt-gym run; pick a new or empty --out folder, or "
+                          "pass --overwrite to write the run there (files with the names a run writes, such as "
+                          "results.json and log.jsonl, are then replaced).")
 
 
 def _remove_outputs(out: Path) -> None:
