@@ -34,6 +34,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from prompt_gym.checkpoint import CheckpointError
     from prompt_gym.comparison import CompareConfig, run_comparison
 
     try:
@@ -43,7 +44,7 @@ def _compare(args: argparse.Namespace) -> int:
             env_kwargs=args.env_kwargs | ({"target": args.target} if args.target else {}),
             vary_data=not args.fixed_data, checkpoint_every=args.checkpoint_every)
         run_comparison(config)
-    except ValueError as error:
+    except (ValueError, CheckpointError) as error:
         raise SystemExit(f"prompt-gym compare: {error}") from None
     print((config.out / "results.md").read_text(encoding="utf-8"))
     print(f"table: {config.out / 'results.md'} and results.csv; curves: {config.out / 'learning_curves.png'}")
