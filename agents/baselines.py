@@ -167,7 +167,7 @@ class RandomSearchAgent(LLMPromptAgent):
         if self.num_updates % self.config.eval_interval == 0:
             results = self.validate(self._best_unvalidated(self._since_check, self.config.eval_samples))
             self._since_check = []
-            self.log_validation(results, stats)
+            self.log_validation(stats | _mean_accuracy(results))
         return stats
 
     def _best_unvalidated(self, scored: list[tuple[float, str]], count: int) -> list[str]:
@@ -184,7 +184,7 @@ class RandomSearchAgent(LLMPromptAgent):
         """Validate the best-rewarded prompts not validated yet; return the pool's best (validation only)."""
         fresh = self._best_unvalidated(self.candidates, 1 + self.config.final_samples)
         if fresh:
-            self.log_validation(self.validate(fresh), {})
+            self.log_validation(_mean_accuracy(self.validate(fresh)))
         if self.pool.best() is None:
             raise RuntimeError("Random search has no prompt yet: call learn() before select_prompt().")
         return dict(self.pool.best())
@@ -208,3 +208,8 @@ class RandomSearchAgent(LLMPromptAgent):
         agent._validated = set(meta["validated"])
         agent.pool = PromptPool.from_list(meta["pool"], agent.config.pool_size)
         return agent
+
+
+def _mean_accuracy(results: list[dict[str, Any]]) -> dict[str, float]:
+    """``eval/val_accuracy``: the mean validation accuracy of the prompts just validated (none: nothing)."""
+    return {"eval/val_accuracy": float(np.mean([r["accuracy"] for r in results]))} if results else {}

@@ -78,6 +78,10 @@ class WriterConfig(Protocol):
     final_samples: int
 
 
+VALIDATION_STREAM = 7919
+"""Second seed word of the generator behind :meth:`LLMPromptAgent.validation_contexts`."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy's global generator and torch."""
     random.seed(seed)
@@ -139,6 +143,7 @@ class LLMPromptAgent(Agent):
         self._first_reset = True
         self._last_context: list[int] | None = None
         self._generated: dict[int, tuple[str, list[int]]] = {}  # text-mode predict's (text, ids) by row
+        self.policy_acc = float("nan")  # the last eval/policy_accuracy measured
 
     def _check_vocab(self, model: Any) -> None:
         if self.env is None or self.env.action_mode != "token":
@@ -292,11 +297,9 @@ class LLMPromptAgent(Agent):
             self.pool.add(result["prompt"], result["accuracy"], result.get("gap", 0.0), self.num_updates)
         return results
 
-    def log_validation(self, results: list[dict[str, Any]], stats: dict[str, float]) -> dict[str, float]:
-        """Add the validation results and the budget counters to ``stats``, then record and dump them."""
+    def log_validation(self, stats: dict[str, float]) -> dict[str, float]:
+        """Add the best validation accuracy and the budget counters to ``stats``, then record and dump them."""
         stats = dict(stats)
-        if results:
-            stats["eval/val_accuracy"] = float(np.mean([r["accuracy"] for r in results]))
         stats["eval/best_val_accuracy"] = self._best_val()
         stats["time/target_evaluations"] = self._target_evaluations()
         stats["time/updates"] = self.num_updates
@@ -305,6 +308,33 @@ class LLMPromptAgent(Agent):
             self.logger.record(key, value)
         self.logger.dump(self.num_updates)
         return stats
+
+    def validation_contexts(self, count: int) -> list[list[int]]:
+        """``count`` fixed meta-prompts for measuring the policy, the same at every check of a run.
+
+        They are drawn from the env's episode sampler (demonstrations from the validation split) with
+        a generator of their own, seeded by ``config.seed``, so they do not disturb the training stream.
+        """
+        rng = np.random.default_rng([self.config.seed, VALIDATION_STREAM])
+        sampler = self.env.attr("sampler")
+        return [list(sampler.sample(rng).meta_ids) for _ in range(count)]
+
+    def policy_accuracy(self, count: int, adapter: str = POLICY) -> tuple[float, list[dict[str, Any]]]:
+        """The policy's own accuracy: the mean validation accuracy of ``count`` prompts it samples.
+
+        One prompt is sampled (at the config's temperature) from each of the fixed
+        :meth:`validation_contexts` and scored on the whole validation split; the prompts also go
+        to the pool. This measures the policy, not the best prompt found so far.
+
+        Returns:
+            ``(mean accuracy, per-prompt results)``.
+        """
+        written = self.write_prompts(self.validation_contexts(count), adapter=adapter)
+        results = self.validate([text for text, _ in written])
+        accuracy = float(np.mean([r["accuracy"] for r in results]))
+        if adapter == POLICY:
+            self.policy_acc = accuracy
+        return accuracy, results
 
     def selection_evaluations(self) -> int:
         """Most target evaluations :meth:`select_prompt` can spend (reserve this much of a budget)."""

@@ -129,8 +129,8 @@ class PGGroupAgent(LLMPromptAgent):
                   for _ in range(self.config.groups_per_update)]
         stats = self.update(groups)
         if self.num_updates % self.config.eval_interval == 0:
-            written = self.write_prompts([self._last_context] * self.config.eval_samples)
-            self.log_validation(self.validate([text for text, _ in written]), stats)
+            accuracy, _ = self.policy_accuracy(self.config.eval_samples)
+            self.log_validation(stats | {"eval/policy_accuracy": accuracy})
         return stats
 
     def update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
@@ -140,9 +140,10 @@ class PGGroupAgent(LLMPromptAgent):
         rewards = torch.tensor([[t.reward for t in group] for group in groups], dtype=torch.float32)
         advantages = group_advantages(rewards, self.config.scale_by_std).flatten().to(self.policy.device)
         with torch.no_grad(), self.policy.use_adapter(ANCHOR):
-            ref_logprobs, _, _ = self.policy.sequence_logprobs(contexts, actions, self.pad_id)
+            ref_logprobs, _, _ = self.policy.sequence_logprobs(contexts, actions, self.pad_id, self.config.temperature)
         self.policy.train()
-        logprobs, _, mask = self.policy.sequence_logprobs(contexts, actions, self.pad_id)
+        logprobs, _, mask, entropy = self.policy.sequence_logprobs(contexts, actions, self.pad_id,
+                                                                   self.config.temperature, with_entropy=True)
         loss, stats = pg_group_loss(logprobs, ref_logprobs, advantages, mask, self.config.kl_coef)
         self.optimizer.zero_grad()
         loss.backward()
@@ -152,6 +153,7 @@ class PGGroupAgent(LLMPromptAgent):
         self.policy.eval()
         self.num_updates += 1
         stats = {f"train/{k}": v for k, v in stats.items()} | {
+            "train/entropy": float(L.masked_mean(entropy.detach(), mask)),
             "rollout/reward": float(rewards.mean()),
             "rollout/reward_group_std": float(rewards.std(dim=1).mean()),
             "rollout/prompt_tokens": float(np.mean([len(a) for a in actions])),

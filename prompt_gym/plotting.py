@@ -1,4 +1,4 @@
-"""Training curves as a PNG: reward and validation accuracy against target-LLM evaluations."""
+"""Training curves as a PNG: reward and validation accuracies against target-LLM evaluations."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[float], l
 
 
 def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Draw ``rollout/reward`` and ``eval/val_accuracy`` against ``time/target_evaluations``.
+    """Draw the reward (top) and the accuracies (bottom) against ``time/target_evaluations``.
+
+    The bottom panel shows ``eval/policy_accuracy`` (the policy's own accuracy: the mean validation
+    accuracy of prompts it samples), ``eval/best_val_accuracy`` (the best prompt found so far),
+    the anchor's estimate, ``eval/val_accuracy`` (the prompts a search agent validated) and the
+    training batch's accuracy, each where the log has it.
 
     Args:
         records: Logger records (see :mod:`prompt_gym.logging`).
@@ -35,7 +40,8 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str 
     top.plot(xs, ys, marker=".", label="rollout/reward (train batch)")
     top.set_ylabel("reward")
     top.legend(loc="best")
-    for key, style in (("eval/val_accuracy", "o-"), ("anchor/anchor_val_accuracy", "s--"), ("rollout/accuracy", ".:")):
+    for key, style in (("eval/policy_accuracy", "o-"), ("eval/best_val_accuracy", "^-"),
+                       ("anchor/anchor_val_accuracy", "s--"), ("eval/val_accuracy", "d-"), ("rollout/accuracy", ".:")):
         xs, ys = _series(records, key)
         if xs:
             bottom.plot(xs, ys, style, label=key)

@@ -61,11 +61,17 @@ class APPOAgent(LLMPromptAgent):
         self, env: Any = None, config: APPOConfig | None = None, model_config: ModelConfig | None = None,
         model: Any = None, tokenizer: Any = None, logger: Logger | None = None,
     ) -> None:
+        if model_config is not None and model_config.lora_dropout > 0:
+            raise ValueError(
+                f"APPO needs lora_dropout=0 (got {model_config.lora_dropout}): PPO's ratio compares the log-probs "
+                "of two passes, and dropout would make it differ from 1 for unchanged weights."
+            )
         super().__init__(env, config or APPOConfig(), model_config, model, tokenizer, logger)
         self.optimizer = torch.optim.Adam(self.policy.trainable_parameters(), lr=self.config.learning_rate)
         self._lr_horizon: int | None = None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: self._lr_factor(step))
         self.promotions = self.rollbacks = 0
+        self.anchor_scores: list[float] = []  # validation accuracies of anchor samples since the anchor last changed
         self.last_stats: dict[str, float] = {}
         self._buffer: list[Trajectory] = []
         self._current: dict[int, Trajectory] = {}
@@ -131,6 +137,8 @@ class APPOAgent(LLMPromptAgent):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_updates, initial=self.num_updates, disable=not progress_bar, desc="APPO", unit="update")
+        if self.num_updates == 0 and not self.logger.history:
+            self._measure_start()
         keep_going = True
         while keep_going and not self._finished(total_timesteps, total_updates):
             observation = self.env.reset(seed=self.config.seed if self.num_updates == 0 else None)
@@ -149,11 +157,20 @@ class APPOAgent(LLMPromptAgent):
             callback.on_rollout_end()
             stats = self.update()
             bar.update(1)
-            bar.set_postfix(reward=f"{stats['rollout/reward']:.2f}", val_acc=f"{self._best_val():.3f}")
+            bar.set_postfix(reward=f"{stats['rollout/reward']:.2f}", policy_acc=f"{self.policy_acc:.3f}",
+                            best_val=f"{self._best_val():.3f}")
             keep_going = callback.on_update_end()
         bar.close()
         callback.on_training_end()
         return self
+
+    def _measure_start(self) -> None:
+        """Measure the starting policy (update 0) as every later check will; it is also the anchor's first estimate."""
+        accuracy, results = self.policy_accuracy(self.config.anchor_samples)
+        if not self.config.fixed_reference:
+            self.anchor_scores = [r["accuracy"] for r in results]
+        self._log_update({"eval/policy_accuracy": accuracy, "eval/best_val_accuracy": self._best_val(),
+                          "time/updates": 0, "time/timesteps": self.num_timesteps})
 
     def _lr_factor(self, step: int) -> float:
         if not self.config.anneal_lr or not self._lr_horizon:
@@ -185,7 +202,7 @@ class APPOAgent(LLMPromptAgent):
             stats["rollout/accuracy"] = float(np.mean([t.info["accuracy"] for t in batch]))
         if self.num_updates % self.config.anchor_check_interval == 0:
             try:
-                stats |= self.anchor_check(self._last_context)
+                stats |= self.anchor_check()
             except BudgetExhausted:  # the budget refused the check's validation: still log the update done
                 self._log_update(stats)
                 raise
@@ -203,30 +220,36 @@ class APPOAgent(LLMPromptAgent):
         cfg, policy = self.config, self.policy
         contexts, actions = [t.context for t in batch], [t.actions for t in batch]
         device = policy.device
+        # every pass runs in eval mode (no dropout): the ratio is exactly 1 for unchanged weights
         policy.eval()
         with torch.no_grad():
-            old_logprobs, old_values, mask = policy.sequence_logprobs(contexts, actions, self.pad_id)
+            old_logprobs, old_values, mask = policy.sequence_logprobs(contexts, actions, self.pad_id, cfg.temperature)
             with policy.use_adapter(ANCHOR):
-                anchor_logprobs, _, _ = policy.sequence_logprobs(contexts, actions, self.pad_id)
+                anchor_logprobs, _, _ = policy.sequence_logprobs(contexts, actions, self.pad_id, cfg.temperature)
             kl = L.kl_to_anchor(old_logprobs, anchor_logprobs) * mask
             scores = torch.tensor([t.reward for t in batch], device=device, dtype=torch.float32)
-            rewards = L.token_rewards(scores, kl, mask, cfg.kl_coef)
-            advantages, returns = L.gae(rewards, old_values, mask, cfg.gamma, cfg.gae_lambda)
+            if cfg.advantage == "critic":
+                rewards = L.token_rewards(scores, kl, mask, cfg.kl_coef)
+                advantages, returns = L.gae(rewards, old_values, mask, cfg.gamma, cfg.gae_lambda)
+            else:
+                advantages, returns = L.batch_advantages(scores, kl, mask, cfg.kl_coef), None
             if cfg.whiten_advantages:
                 advantages = L.whiten(advantages, mask)
-        policy.train()
         totals: dict[str, float] = {}
         steps = 0
         for _ in range(cfg.ppo_epochs):
             for rows in torch.randperm(len(batch)).split(cfg.minibatch_size):
                 index = rows.tolist()
-                logprobs, values, mb_mask = policy.sequence_logprobs(
-                    [contexts[i] for i in index], [actions[i] for i in index], self.pad_id)
+                logprobs, values, mb_mask, entropy = policy.sequence_logprobs(
+                    [contexts[i] for i in index], [actions[i] for i in index], self.pad_id, cfg.temperature,
+                    with_entropy=True)
                 width = mb_mask.shape[1]
-                loss, step_stats = L.ppo_loss(
+                loss, step_stats, value_part = self._loss(
                     logprobs, values, old_logprobs[index, :width], old_values[index, :width],
-                    advantages[index, :width], returns[index, :width], mb_mask, cfg.clip_range,
-                    cfg.clip_range_value, cfg.vf_coef)
+                    advantages[index, :width], None if returns is None else returns[index, :width], mb_mask)
+                step_stats["entropy"] = float(L.masked_mean(entropy.detach(), mb_mask))
+                if steps == 0:
+                    step_stats |= self._gradient_norms(loss, value_part)
                 self.optimizer.zero_grad()
                 loss.backward()
                 if cfg.max_grad_norm is not None:
@@ -235,39 +258,73 @@ class APPOAgent(LLMPromptAgent):
                 for key, value in step_stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 steps += 1
-        policy.eval()
         stats = {f"train/{key}": value / steps for key, value in totals.items()}
+        for key in ("policy_grad_norm", "value_grad_norm"):  # measured once, on the first minibatch
+            if f"train/{key}" in stats:
+                stats[f"train/{key}"] *= steps
         stats["anchor/kl"] = float(L.masked_mean(kl, mask))
+        stats["train/kl_share"] = L.kl_share(scores, kl, mask, cfg.kl_coef)
         return stats
 
-    # ------------------------------------------------------------------ anchor
-    def anchor_check(self, context: list[int]) -> dict[str, float]:
-        """Score k policy and k anchor prompts on validation; promote or roll back (see the module doc).
+    def _loss(
+        self, logprobs: torch.Tensor, values: torch.Tensor, old_logprobs: torch.Tensor, old_values: torch.Tensor,
+        advantages: torch.Tensor, returns: torch.Tensor | None, mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+        """The minibatch loss, its stats and the weighted value part (``None`` without a critic)."""
+        cfg = self.config
+        if returns is None:
+            loss, stats = L.policy_loss(logprobs, old_logprobs, advantages, mask, cfg.clip_range)
+            return loss, stats | {"loss": float(loss.detach())}, None
+        p_loss, p_stats = L.policy_loss(logprobs, old_logprobs, advantages, mask, cfg.clip_range)
+        v_loss, v_stats = L.value_loss(values, old_values, returns, mask, cfg.clip_range_value)
+        value_part = cfg.vf_coef * v_loss
+        loss = p_loss + value_part
+        return loss, p_stats | v_stats | {"loss": float(loss.detach())}, value_part
 
-        With ``fixed_reference`` only the policy's prompts are scored (for the log and the pool).
+    def _gradient_norms(self, loss: torch.Tensor, value_part: torch.Tensor | None) -> dict[str, float]:
+        """Norms of the policy loss's and the (weighted) value loss's gradients on the LoRA adapter."""
+        adapter = self.policy.adapter_parameters(POLICY)
+
+        def norm(part: torch.Tensor) -> float:
+            grads = torch.autograd.grad(part, adapter, retain_graph=True, allow_unused=True)
+            return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None) + 0.0))
+
+        if value_part is None:
+            return {"policy_grad_norm": norm(loss)}
+        return {"policy_grad_norm": norm(loss - value_part), "value_grad_norm": norm(value_part)}
+
+    # ------------------------------------------------------------------ anchor
+    def anchor_check(self) -> dict[str, float]:
+        """Measure the policy on validation; promote or roll back against the anchor (see the module doc).
+
+        ``anchor_samples`` prompts are written by the policy from fixed validation meta-prompts
+        (:meth:`~prompt_gym.agents.llm.LLMPromptAgent.validation_contexts`) and scored on the whole
+        validation split: their mean is ``eval/policy_accuracy``, the policy's own accuracy. The
+        anchor writes as many from the same meta-prompts; its estimate pools every anchor sample
+        scored since the anchor last changed, so it sharpens while the anchor stays put. With
+        ``fixed_reference`` only the policy is measured.
         """
         k = self.config.anchor_samples
-        written = self.write_prompts([context] * k)
+        policy_acc, _ = self.policy_accuracy(k)
+        stats = {"eval/policy_accuracy": policy_acc}
         if not self.config.fixed_reference:
-            written += self.write_prompts([context] * k, adapter=ANCHOR)
-        results = self.validate([text for text, _ in written])
-        policy_acc = float(np.mean([r["accuracy"] for r in results[:k]]))
-        stats = {"eval/val_accuracy": policy_acc}
-        if not self.config.fixed_reference:
-            anchor_acc = float(np.mean([r["accuracy"] for r in results[k:]]))
+            _, anchor_results = self.policy_accuracy(k, adapter=ANCHOR)
+            self.anchor_scores += [r["accuracy"] for r in anchor_results]
+            anchor_acc = float(np.mean(self.anchor_scores))
             delta = policy_acc - anchor_acc
             if delta > self.config.anchor_threshold:
                 self.promote()
             elif delta < -self.config.anchor_threshold and self.config.rollback:
                 self.rollback()
-            stats |= {"anchor/policy_val_accuracy": policy_acc, "anchor/anchor_val_accuracy": anchor_acc,
-                      "anchor/delta": delta}
+            stats |= {"anchor/anchor_val_accuracy": anchor_acc, "anchor/delta": delta,
+                      "anchor/anchor_samples": len(self.anchor_scores)}
         return stats | {"anchor/promotions": self.promotions, "anchor/rollbacks": self.rollbacks,
                         "eval/best_val_accuracy": self._best_val()}
 
     def promote(self) -> None:
         """Copy the policy into the anchor (the KL ball moves to the validated policy)."""
         self.policy.copy_adapter(POLICY, ANCHOR)
+        self.anchor_scores = []
         self.promotions += 1
 
     def rollback(self) -> None:

@@ -30,6 +30,10 @@ def check_writer_fields(config: Any) -> None:
     require(config.final_samples >= 0, f"final_samples must be non-negative, got {config.final_samples}.")
 
 
+ADVANTAGES = ("batch", "critic")
+"""How APPO estimates advantages (see ``APPOConfig.advantage``)."""
+
+
 @dataclass
 class ModelConfig:
     """The agent LLM and its LoRA adapter.
@@ -40,7 +44,10 @@ class ModelConfig:
         dtype: Weight dtype (``"float32"``, ``"bfloat16"``...); ``None`` picks bf16 on CUDA, fp32 on CPU.
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``).
-        lora_dropout: Dropout on the LoRA input during updates.
+        lora_dropout: Dropout on the LoRA input in training passes. APPO and PPO need 0 (their
+            probability ratio compares two passes of the same function; dropout would make it
+            differ from 1 for unchanged weights, as TRL's ``disable_dropout`` notes); the
+            group policy gradient, a single on-policy pass, may use it.
         lora_target_modules: Module names that get LoRA layers; ``None`` uses peft's default for the
             architecture (``q_proj``/``v_proj`` for Llama-style models).
     """
@@ -49,7 +56,7 @@ class ModelConfig:
     dtype: str | None = None
     lora_r: int = 16
     lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     lora_target_modules: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -85,6 +92,9 @@ class APPOConfig:
             code, for a 7B model; small models need more, e.g. 1e-4).
         anneal_lr: Decay the learning rate linearly to 0 over the ``total_updates`` of ``learn``.
         batch_size: Finished episodes (prompts) per update (4 in the paper's code).
+        advantage: ``"batch"``: critic-free, each token's return-to-go minus the batch's mean
+            episode return (GRPO/RLOO-style; the value head is not trained, ``vf_coef`` and the
+            value clip are unused); ``"critic"``: GAE with the value head (the paper's PPO).
         minibatch_size: Episodes per gradient step; must divide ``batch_size``.
         ppo_epochs: Passes over each batch.
         gamma: Discount of the per-token rewards.
@@ -115,6 +125,7 @@ class APPOConfig:
     learning_rate: float = 1e-5
     anneal_lr: bool = False
     batch_size: int = 4
+    advantage: str = "batch"
     minibatch_size: int = 4
     ppo_epochs: int = 4
     gamma: float = 1.0
@@ -139,6 +150,7 @@ class APPOConfig:
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
         require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
+        require(self.advantage in ADVANTAGES, f"advantage must be one of {ADVANTAGES}, got {self.advantage!r}.")
         require(
             1 <= self.minibatch_size <= self.batch_size and self.batch_size % self.minibatch_size == 0,
             f"minibatch_size ({self.minibatch_size}) must divide batch_size ({self.batch_size}).",

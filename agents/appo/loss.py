@@ -65,6 +65,39 @@ def gae(
     return advantages, (advantages + values) * mask
 
 
+def batch_advantages(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """Critic-free advantages: each token's return-to-go minus the batch's mean episode return.
+
+    With ``gamma = 1`` the return-to-go of token ``t`` is the episode score minus ``kl_coef`` times the
+    KL of tokens ``t`` and later. The baseline is the mean return of the batch's episodes (the
+    group baseline of GRPO/RLOO, here over the whole batch), so no value function is needed.
+
+    Args:
+        scores: ``(batch,)`` episode rewards from the environment.
+        kl: ``(batch, tokens)`` per-token KL to the anchor.
+        mask: ``(batch, tokens)`` action-token mask.
+        kl_coef: beta.
+
+    Returns:
+        ``(batch, tokens)`` advantages, 0 on padding.
+    """
+    penalties = -kl_coef * kl * mask
+    to_go = scores[:, None].to(penalties.dtype) + penalties.flip(1).cumsum(1).flip(1)
+    baseline = to_go[:, 0].mean()
+    return (to_go - baseline) * mask
+
+
+def kl_share(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> float:
+    """How much of the episode returns' spread the KL penalty makes: ``std(penalty) / std(score)`` over episodes.
+
+    Near 0: the KL term does nothing against the reward; near or above 1: it dominates the signal.
+    NaN when every score in the batch is the same.
+    """
+    penalty = -kl_coef * (kl * mask).sum(1)
+    spread = float(scores.std()) if scores.numel() > 1 else 0.0
+    return float(penalty.std()) / spread if spread > 0 else float("nan")
+
+
 def policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_range: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -130,22 +163,3 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor, mask: t
     if float(var_targets) == 0.0:
         return torch.tensor(float("nan"))
     return 1.0 - var_residual / var_targets
-
-
-def ppo_loss(
-    logprobs: torch.Tensor,
-    values: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    old_values: torch.Tensor,
-    advantages: torch.Tensor,
-    returns: torch.Tensor,
-    mask: torch.Tensor,
-    clip_range: float,
-    clip_range_value: float,
-    vf_coef: float,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss ``policy_loss + vf_coef * value_loss`` and the merged stats (plus ``loss``)."""
-    p_loss, p_stats = policy_loss(logprobs, old_logprobs, advantages, mask, clip_range)
-    v_loss, v_stats = value_loss(values, old_values, returns, mask, clip_range_value)
-    loss = p_loss + vf_coef * v_loss
-    return loss, p_stats | v_stats | {"loss": float(loss.detach())}

@@ -85,7 +85,8 @@ def write_checkpoint(agent: Any, folder: Path) -> None:
     envs = agent.env.rng_states() if agent.env is not None else []
     ckpt.save_json(folder / "rng.json", {"python": rng["python"], "numpy": rng["numpy"], "env": envs})
     ckpt.save_tensors(folder / "rng.pt", {k: rng[k] for k in ("torch", "cuda") if k in rng})
-    ckpt.save_json(folder / "state.json", {"last_context": agent._last_context})
+    ckpt.save_json(folder / "state.json", {"last_context": agent._last_context, "anchor_scores": agent.anchor_scores,
+                                           "policy_accuracy": agent.policy_acc})
 
 
 def read_checkpoint(agent: Any, folder: Path) -> None:
@@ -111,4 +112,7 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
     ckpt.set_global_rng_state(rng)
     if agent.env is not None and rng["env"]:
         agent.env.set_rng_states(rng["env"])
-    agent._last_context = ckpt.load_json(folder / "state.json")["last_context"]
+    state = ckpt.load_json(folder / "state.json")
+    agent._last_context = state["last_context"]
+    agent.anchor_scores = [float(score) for score in state["anchor_scores"]]
+    agent.policy_acc = float(state["policy_accuracy"])

@@ -60,11 +60,18 @@ class APPOPolicy(nn.Module):
         return next(self.model.parameters()).device
 
     def _adapter_pairs(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        """Each policy LoRA parameter with its anchor twin.
+
+        peft names adapter weights with the adapter as one dotted component: ``lora_A.default.weight``
+        for linear layers, ``lora_embedding_A.default`` (no trailing dot) for embeddings.
+        """
         named = dict(self.model.named_parameters())
         pairs = []
         for name, parameter in named.items():
-            if f".{POLICY}." in name:
-                pairs.append((parameter, named[name.replace(f".{POLICY}.", f".{ANCHOR}.")]))
+            parts = name.split(".")
+            if POLICY in parts:
+                twin = ".".join(ANCHOR if part == POLICY else part for part in parts)
+                pairs.append((parameter, named[twin]))
         if not pairs:
             raise RuntimeError("peft added no LoRA parameters; check lora_target_modules against the model's modules.")
         return pairs
@@ -132,16 +139,25 @@ class APPOPolicy(nn.Module):
         return out.logits.float(), values, out.get("cache")
 
     def sequence_logprobs(
-        self, contexts: Sequence[Sequence[int]], actions: Sequence[Sequence[int]], pad_id: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, contexts: Sequence[Sequence[int]], actions: Sequence[Sequence[int]], pad_id: int,
+        temperature: float = 1.0, with_entropy: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Log-probabilities and values of each episode's action tokens under the active adapter.
 
         The batch is laid out ``[left padding | context | actions | right padding]``, so every
         row's actions start in the same column.
 
+        Args:
+            contexts: Each episode's context (meta-prompt) ids.
+            actions: Each episode's action ids.
+            pad_id: Padding id.
+            temperature: The sampling temperature: log-probabilities are those of
+                ``softmax(logits / temperature)``, the distribution the actions were drawn from.
+            with_entropy: Also return the per-token entropy of that distribution.
+
         Returns:
-            ``(logprobs, values, mask)``, each ``(batch, max_actions)``; ``values[:, t]`` is the
-            value of the state before action ``t``.
+            ``(logprobs, values, mask)`` (plus ``entropy`` when asked), each ``(batch, max_actions)``;
+            ``values[:, t]`` is the value of the state before action ``t``.
         """
         device = self.device
         width_c = max(len(c) for c in contexts)
@@ -153,8 +169,12 @@ class APPOPolicy(nn.Module):
             attention[row, width_c - len(context) : width_c + len(action)] = 1
         ids, attention = ids.to(device), attention.to(device)
         logits, values, _ = self.forward(ids, attention, keep=width_a + 1)
-        logits, values = logits[:, :-1], values[:, :-1]
+        logits, values = logits[:, :-1] / temperature, values[:, :-1]
         targets = ids[:, width_c:]
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        all_logprobs = torch.log_softmax(logits, dim=-1)
+        logprobs = all_logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         mask = attention[:, width_c:].to(logprobs.dtype)
-        return logprobs * mask, values * mask, mask
+        if not with_entropy:
+            return logprobs * mask, values * mask, mask
+        entropy = -(all_logprobs.exp() * all_logprobs).sum(-1)
+        return logprobs * mask, values * mask, mask, entropy * mask

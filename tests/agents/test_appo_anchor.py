@@ -19,7 +19,7 @@ def base_params(agent):
 
 
 def test_update_trains_policy_only(make_agent):
-    agent = make_agent()
+    agent = make_agent(advantage="critic")  # the value loss moves the adapter even when the batch's rewards tie
     base, anchor = snapshot(base_params(agent)), snapshot(agent.policy.adapter_parameters(ANCHOR))
     policy = snapshot(agent.policy.adapter_parameters(POLICY))
     assert same(policy, anchor)  # the anchor starts as the starting policy
@@ -35,7 +35,7 @@ def test_update_trains_policy_only(make_agent):
 
 
 def test_promotion_copies_policy_then_kl_grows(make_agent):
-    agent = make_agent()
+    agent = make_agent(advantage="critic")
     agent.learn(total_updates=2, progress_bar=False)
     agent.promote()
     assert same(agent.policy.adapter_parameters(POLICY), agent.policy.adapter_parameters(ANCHOR))
@@ -48,7 +48,7 @@ def test_promotion_copies_policy_then_kl_grows(make_agent):
 
 
 def test_rollback_restores_anchor_and_clears_optimizer(make_agent):
-    agent = make_agent()
+    agent = make_agent(advantage="critic")
     anchor = snapshot(agent.policy.adapter_parameters(ANCHOR))
     head = {k: v.clone() for k, v in agent.policy.value_head.state_dict().items()}
     agent.learn(total_updates=2, progress_bar=False)
@@ -73,36 +73,68 @@ def test_rollback_restores_anchor_and_clears_optimizer(make_agent):
 def test_anchor_check_decisions(make_agent, policy_acc, anchor_acc, rollback, expected):
     agent = make_agent(rollback=rollback, anchor_samples=2, anchor_threshold=0.05)
     agent.learn(total_updates=1, progress_bar=False)
+    agent.anchor_scores = []
     calls = []
 
     def fake_validate(prompts):
         calls.append(list(prompts))
-        return [{"prompt": p, "accuracy": policy_acc if i < 2 else anchor_acc, "gap": 0.0}
-                for i, p in enumerate(prompts)]
+        accuracy = policy_acc if len(calls) == 1 else anchor_acc
+        return [{"prompt": p, "accuracy": accuracy, "gap": 0.0} for p in prompts]
 
     agent.validate = fake_validate
-    stats = agent.anchor_check(agent._last_context)
-    assert len(calls[0]) == 4  # k policy + k anchor prompts, scored together
+    stats = agent.anchor_check()
+    assert [len(c) for c in calls] == [2, 2]  # k policy prompts, then k anchor prompts
     assert (agent.promotions, agent.rollbacks) == expected
     assert stats["anchor/delta"] == pytest.approx(policy_acc - anchor_acc)
+    assert stats["eval/policy_accuracy"] == pytest.approx(policy_acc)
+
+
+def test_anchor_estimate_pools_samples_until_the_anchor_changes(make_agent):
+    agent = make_agent(anchor_samples=2, anchor_threshold=0.3)
+    agent.learn(total_updates=1, progress_bar=False)
+    assert len(agent.anchor_scores) == 2  # the starting policy's measurement is the anchor's first estimate
+    accuracies = iter([0.6, 0.4, 0.9, 0.3])  # per check: the policy's samples, then the anchor's
+
+    def fake_validate(prompts):
+        value = next(accuracies)
+        return [{"prompt": p, "accuracy": value, "gap": 0.0} for p in prompts]
+
+    agent.validate = fake_validate
+    agent.anchor_scores = [0.5, 0.5]
+    agent.anchor_check()  # policy 0.6, anchor 0.4 -> pooled anchor (0.5 + 0.5 + 0.4 + 0.4) / 4 = 0.45
+    assert agent.anchor_scores == [0.5, 0.5, 0.4, 0.4] and agent.promotions == 0
+    stats = agent.anchor_check()  # policy 0.9 vs the pooled anchor 0.4: promote
+    assert stats["anchor/anchor_val_accuracy"] == pytest.approx(0.4)
+    assert agent.promotions == 1 and agent.anchor_scores == []  # promoted: the old estimate no longer applies
 
 
 def test_anchor_check_runs_on_schedule_and_uses_validation(make_agent):
     agent = make_agent(anchor_check_interval=2, anchor_samples=2)
-    splits = []
+    sizes = []
     original = agent.validate
 
     def spy(prompts):
-        splits.append(len(prompts))
+        sizes.append(len(prompts))
         return original(prompts)
 
     agent.validate = spy
     agent.learn(total_updates=4, progress_bar=False)
-    assert splits == [4, 4]
+    assert sizes == [2, 2, 2, 2, 2]  # the start (policy = anchor), then policy + anchor at updates 2 and 4
     checks = [r for r in agent.logger.history if "anchor/anchor_val_accuracy" in r]
     assert [r["step"] for r in checks] == [2, 4]
-    assert all("eval/val_accuracy" in r and "anchor/promotions" in r and "anchor/rollbacks" in r for r in checks)
+    measured = [r["step"] for r in agent.logger.history if "eval/policy_accuracy" in r]
+    assert measured == [0, 2, 4]
+    assert all("anchor/promotions" in r and "anchor/rollbacks" in r for r in checks)
     assert agent.pool.best() is not None
+
+
+def test_policy_is_measured_on_fixed_validation_meta_prompts(make_agent):
+    agent = make_agent()
+    assert agent.validation_contexts(3) == agent.validation_contexts(3)
+    before = agent.validation_contexts(2)
+    assert before == agent.validation_contexts(3)[:2]
+    agent.learn(total_updates=1, progress_bar=False)
+    assert agent.validation_contexts(2) == before  # training does not move them
 
 
 def test_fixed_reference_never_touches_anchor(make_agent):
@@ -111,7 +143,8 @@ def test_fixed_reference_never_touches_anchor(make_agent):
     agent.learn(total_updates=3, progress_bar=False)
     assert same(anchor, agent.policy.adapter_parameters(ANCHOR))
     assert (agent.promotions, agent.rollbacks) == (0, 0)
-    assert all("eval/val_accuracy" in r and "anchor/delta" not in r for r in agent.logger.history)
+    assert all("anchor/delta" not in r for r in agent.logger.history)
+    assert [r["step"] for r in agent.logger.history if "eval/policy_accuracy" in r] == [0, 1, 2, 3]
 
 
 def test_shared_weights_target_reads_base_model(fresh_tiny_lm):
@@ -135,7 +168,10 @@ def test_shared_weights_target_reads_base_model(fresh_tiny_lm):
 def test_update_is_logged_when_the_budget_refuses_the_anchor_check(make_agent, env_factory):
     from prompt_gym.budget import BudgetedScorer, BudgetExhausted
 
-    scorer = BudgetedScorer(env_factory().unwrapped.scorer, limit=12)  # the episodes fit, validation does not
+    env = env_factory()
+    validation = len(env.unwrapped.task.split("validation"))
+    # the start measurement (1 prompt on validation) and 2 episodes of 4 examples fit; the check (2 prompts) does not
+    scorer = BudgetedScorer(env.unwrapped.scorer, limit=validation + 8 + validation)
     agent = make_agent(env=env_factory(scorer=scorer), anchor_check_interval=1)
     with pytest.raises(BudgetExhausted):
         agent.learn(total_updates=1, progress_bar=False)

@@ -85,14 +85,18 @@ def test_whiten_zero_mean_unit_variance_on_mask():
     assert L.masked_mean(out**2, mask).item() == pytest.approx(1.0, rel=1e-4)
 
 
-def test_ppo_loss_combines_terms():
-    logp = torch.tensor([[-1.0, -2.0]])
-    values = torch.tensor([[0.5, 0.2]])
-    adv = torch.tensor([[1.0, -0.5]])
-    ret = torch.tensor([[1.0, 0.0]])
-    mask = torch.ones(1, 2)
-    total, stats = L.ppo_loss(logp, values, logp, values, adv, ret, mask, 0.2, 0.2, vf_coef=0.1)
-    p, _ = L.policy_loss(logp, logp, adv, mask, 0.2)
-    v, _ = L.value_loss(values, values, ret, mask, 0.2)
-    assert total.item() == pytest.approx(p.item() + 0.1 * v.item())
-    assert set(stats) >= {"policy_loss", "value_loss", "approx_kl", "clip_fraction", "explained_variance", "loss"}
+def test_batch_advantages_are_return_to_go_minus_batch_mean():
+    scores = torch.tensor([3.0, 1.0])
+    kl = torch.tensor([[0.5, 1.0], [2.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    adv = L.batch_advantages(scores, kl, mask, kl_coef=0.1)
+    returns = [3.0 - 0.15, 1.0 - 0.2]  # score minus beta * the episode's summed KL
+    baseline = sum(returns) / 2
+    assert adv[0].tolist() == pytest.approx([returns[0] - baseline, 3.0 - 0.1 - baseline])
+    assert adv[1].tolist() == pytest.approx([returns[1] - baseline, 0.0])
+
+
+def test_kl_share_compares_penalty_spread_to_score_spread():
+    mask = torch.ones(2, 1)
+    assert L.kl_share(torch.tensor([0.0, 2.0]), torch.tensor([[0.0], [20.0]]), mask, 0.1) == pytest.approx(1.0)
+    assert math.isnan(L.kl_share(torch.tensor([1.0, 1.0]), torch.zeros(2, 1), mask, 0.1))

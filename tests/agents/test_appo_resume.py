@@ -57,7 +57,7 @@ def test_resume_equals_uninterrupted_run(env_factory, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert (resumed.promotions, resumed.rollbacks) == (straight.promotions, straight.rollbacks)
     assert [r["rollout/reward"] for r in resumed.logger.history] == \
-        [r["rollout/reward"] for r in straight.logger.history[2:]]
+        [r["rollout/reward"] for r in straight.logger.history if r["step"] > 2]
 
 
 def test_checkpoint_is_atomic_and_verified(env_factory, tmp_path):

@@ -1,0 +1,84 @@
+"""APPO's update is exactly on-policy: ratio 1 for unchanged weights, the sampling temperature in every
+log-prob, and every LoRA weight (embeddings included) optimised and copied between adapters."""
+
+import pytest
+import torch
+
+from prompt_gym.agents.appo import loss as L
+from prompt_gym.agents.appo.agent import APPOAgent
+from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+
+
+def capture_first_policy_loss(monkeypatch):
+    calls = []
+    original = L.policy_loss
+
+    def spy(logprobs, old_logprobs, advantages, mask, clip_range):
+        calls.append((logprobs.detach().clone(), old_logprobs.clone(), mask.clone()))
+        return original(logprobs, old_logprobs, advantages, mask, clip_range)
+
+    monkeypatch.setattr(L, "policy_loss", spy)
+    return calls
+
+
+@pytest.mark.parametrize("advantage", ["batch", "critic"])
+def test_ratio_is_one_before_the_first_step(make_agent, monkeypatch, advantage):
+    calls = capture_first_policy_loss(monkeypatch)
+    values = []
+    original_value_loss = L.value_loss
+    monkeypatch.setattr(L, "value_loss", lambda v, old, *a: values.append((v.detach(), old)) or original_value_loss(
+        v, old, *a))
+    agent = make_agent(ppo_epochs=1, advantage=advantage)
+    agent.learn(total_updates=1, progress_bar=False)
+    logprobs, old_logprobs, mask = calls[0]
+    assert torch.equal(logprobs * mask, old_logprobs * mask)
+    for new, old in values:
+        assert torch.equal(new, old)
+
+
+def test_lora_dropout_is_refused_for_ppo_style_agents(word_lm, toy_env):
+    model, tokenizer = word_lm
+    with pytest.raises(ValueError, match="lora_dropout=0"):
+        APPOAgent(toy_env, None, ModelConfig(lora_dropout=0.1), model=model, tokenizer=tokenizer)
+
+
+def test_old_logprobs_are_the_sampling_distribution_at_any_temperature(make_agent, monkeypatch):
+    calls = capture_first_policy_loss(monkeypatch)
+    agent = make_agent(temperature=0.5, batch_size=1, minibatch_size=1, ppo_epochs=1)
+    sampled = []
+    original_sample = agent.decoder.sample
+
+    def recording_sample(state, deterministic=False):
+        tokens = original_sample(state, deterministic)
+        logprobs = torch.log_softmax(state.logits / 0.5, dim=-1)
+        sampled.append(float(logprobs[0, tokens[0]]))
+        return tokens
+
+    agent.decoder.sample = recording_sample
+    measure_start = agent._measure_start
+    agent._measure_start = lambda: (measure_start(), sampled.clear())  # keep only the training episode's tokens
+    agent.learn(total_updates=1, progress_bar=False)
+    _, old_logprobs, mask = calls[0]
+    steps = int(mask.sum())
+    assert old_logprobs[0, :steps].tolist() == pytest.approx(sampled[:steps], abs=1e-5)
+    assert max(abs(x) for x in sampled) > 0  # a real distribution, not a one-hot
+
+
+def test_embedding_lora_is_optimised_and_copied(word_lm, toy_env):
+    model, tokenizer = word_lm
+    config = ModelConfig(lora_target_modules=["q_proj", "v_proj", "embed_tokens"])
+    algorithm = APPOConfig(seed=0, learning_rate=1e-2, advantage="critic", batch_size=4, minibatch_size=4,
+                           anchor_check_interval=1000, anchor_samples=1)
+    agent = APPOAgent(toy_env, algorithm, config, model=model, tokenizer=tokenizer)
+    named = dict(agent.policy.model.named_parameters())
+    embedding = [n for n in named if "lora_embedding" in n and n.split(".")[-1] == POLICY]
+    assert embedding, "peft added no embedding LoRA"
+    trained = {id(p) for p in agent.policy.trainable_parameters()}
+    assert all(id(named[n]) in trained for n in embedding)
+    before = {n: named[n].detach().clone() for n in embedding}
+    agent.learn(total_updates=2, progress_bar=False)
+    assert any(not torch.equal(before[n], named[n]) for n in embedding)
+    agent.promote()
+    for name in embedding:
+        assert torch.equal(named[name], named[name[: -len(POLICY)] + ANCHOR])
