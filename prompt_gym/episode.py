@@ -8,12 +8,14 @@ one batched scorer call.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from prompt_gym.checks import check_number
 from prompt_gym.data import Example
 from prompt_gym.generation import is_generation_scorer
 from prompt_gym.meta_prompts import INSTRUCTION_INDUCTION, build_meta_prompt, has_chat_template
@@ -117,6 +119,8 @@ class PromptJudge:
         unknown = sorted(set(self.reward_kwargs) - set(options))
         if unknown:
             raise ValueError(f"reward_kwargs {unknown} are not options of the {reward!r} reward; it takes {options}.")
+        for key, value in self.reward_kwargs.items():
+            check_number(f"reward_kwargs[{key!r}]", value)
         self.normalize = normalize
 
     def judge(self, prompts: Sequence[str], batches: Sequence[Sequence[Example]]) -> list[dict[str, float]]:
@@ -127,6 +131,12 @@ class PromptJudge:
             classification).
         """
         results = self._generation(prompts, batches) if self.generation else self._classification(prompts, batches)
+        for prompt, result in zip(prompts, results, strict=True):
+            if not math.isfinite(result["reward"]):
+                raise FloatingPointError(
+                    f"The reward of prompt {prompt!r} is {result['reward']} ({result}): the target returned scores "
+                    "that are not finite numbers. Score in float32 (--dtype float32) or check the scorer."
+                )
         if self.normalize == "zscore" and results:
             for result, value in zip(results, zscore(np.array([r["reward"] for r in results])), strict=False):
                 result["raw_reward"], result["reward"] = result["reward"], float(value)

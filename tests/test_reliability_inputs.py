@@ -42,6 +42,16 @@ class Case:
     match: str
 
 
+def _nan_target_step() -> Any:
+    """A target whose scores are NaN (what an overflowing half-precision model returns)."""
+    task = prompt_gym.get_task("toy")
+    scorer = task.default_scorer(task)
+    scorer.score_pairs = lambda prompts, inputs: np.full((len(prompts), 2), np.nan, dtype=np.float32)
+    env = gym.make(TOY, **SMALL, action_mode="text", scorer=scorer)
+    env.reset(seed=0)
+    return env.step("Classify the review")
+
+
 def make(**kwargs: Any) -> Callable[[Path], Any]:
     return lambda _: gym.make(TOY, **(SMALL | kwargs))
 
@@ -147,6 +157,12 @@ CASES = [
     Case("make-reward-kwargs-list", make(reward_kwargs=[("gap_weight", 1)]), TypeError, "reward_kwargs must be None"),
     Case("make-reward-kwargs-unknown", make(reward_kwargs={"gap_wieght": 2}), ValueError,
          r"\['gap_wieght'\] are not options of the 'stableprompt' reward"),
+    Case("make-reward-kwargs-str", make(reward_kwargs={"gap_weight": "2"}), TypeError,
+         r"reward_kwargs\['gap_weight'\] must be a number, got '2'"),
+    Case("make-reward-kwargs-nan", make(reward_kwargs={"accuracy_weight": float("nan")}), ValueError,
+         "must be a finite number, got nan"),
+    Case("step-target-returns-nan", lambda _: _nan_target_step(), FloatingPointError,
+         "not finite numbers. Score in float32"),
     Case("make-task-unknown", make(task="nope"), KeyError, "Unknown task 'nope'. Known tasks"),
     Case("make-task-int", make(task=3), TypeError, "task must be a task name"),
     Case("make-data-seed-float", make(data_seed=1.5), TypeError, "data_seed must be an integer"),
