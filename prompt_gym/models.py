@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,23 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+STALE_STAGING_S = 3600
+"""Age after which a ``.converting-*`` folder is a leftover of a killed conversion (one takes ~25 s)."""
+
+
+def remove_stale_staging(folder: Path, max_age_s: float = STALE_STAGING_S) -> list[Path]:
+    """Delete ``.converting-*`` folders in ``folder`` not modified for ``max_age_s`` seconds; returns them.
+
+    A conversion killed before its rename leaves its staging folder (about 0.5 GB for the default
+    model); younger ones may belong to a conversion still running in another process.
+    """
+    now = time.time()
+    stale = [path for path in folder.glob(".converting-*") if path.is_dir() and now - path.stat().st_mtime > max_age_s]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def converted_gguf_dir(gguf_path: str | os.PathLike[str], name: str | None = None) -> Path:
     """Return a safetensors folder for a GGUF file, converting it on first use.
 
@@ -161,6 +179,7 @@ def converted_gguf_dir(gguf_path: str | os.PathLike[str], name: str | None = Non
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)

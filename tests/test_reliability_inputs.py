@@ -405,3 +405,17 @@ def test_a_dangling_latest_falls_back_with_a_warning_and_reading_deletes_nothing
     with pytest.warns(UserWarning, match="step-000001, an older checkpoint: 'latest' .* does not name"):
         assert ckpt.latest_checkpoint(tmp_path) == older
     assert (tmp_path / ".step-000002-writing").is_dir()
+
+
+def test_staging_folders_of_killed_model_conversions_are_removed(tmp_path):
+    import os
+
+    from prompt_gym.models import STALE_STAGING_S, remove_stale_staging
+
+    killed, running = tmp_path / ".converting-killed", tmp_path / ".converting-running"
+    killed.mkdir()
+    running.mkdir()
+    old = killed.stat().st_mtime - STALE_STAGING_S - 60
+    os.utime(killed, (old, old))
+    assert remove_stale_staging(tmp_path) == [killed]
+    assert not killed.exists() and running.is_dir()
