@@ -43,6 +43,7 @@ RESUME_FLAGS = {
     "num_envs": "num_envs", "save_every": "save_every", "seed": "config.seed", "device": "config.device",
     "lr": "config.learning_rate", "batch_size": "config.batch_size", "ppo_epochs": "config.ppo_epochs",
     "kl_coef": "config.kl_coef", "anchor_check_interval": "config.anchor_check_interval",
+    "advantage": "config.advantage", "elite_replay": "config.elite_replay", "temperature": "config.temperature", "anchor_samples": "config.anchor_samples",
     "anchor_threshold": "config.anchor_threshold", "fixed_reference": "config.fixed_reference",
     "no_rollback": "config.rollback", "dtype": "model_config.dtype", "action_mode": "env_kwargs.action_mode",
     "max_prompt_tokens": "env_kwargs.max_prompt_tokens", "num_demos": "env_kwargs.num_demos",
@@ -119,10 +120,11 @@ def train_settings_from_args(args: Any) -> TrainSettings:
     for name in ("task", "max_prompt_tokens", "num_demos", "reward_batch_size", "test_split"):
         if getattr(args, name) is not None:
             env_kwargs[name] = getattr(args, name)
-    config = APPOConfig(
-        seed=args.seed, device=args.device, learning_rate=args.lr, batch_size=args.batch_size,
-        minibatch_size=args.batch_size, ppo_epochs=args.ppo_epochs, kl_coef=args.kl_coef,
-        anchor_check_interval=args.anchor_check_interval, anchor_threshold=args.anchor_threshold,
+    config = APPOConfig.from_preset(
+        args.preset, seed=args.seed, device=args.device, learning_rate=args.lr, batch_size=args.batch_size,
+        ppo_epochs=args.ppo_epochs, advantage=args.advantage, elite_replay=args.elite_replay,
+        temperature=args.temperature, kl_coef=args.kl_coef, anchor_check_interval=args.anchor_check_interval,
+        anchor_samples=args.anchor_samples, anchor_threshold=args.anchor_threshold,
         fixed_reference=args.fixed_reference, rollback=not args.no_rollback,
     )
     return TrainSettings(
@@ -352,12 +354,21 @@ def run_training(
         "target_evaluations": evaluations, "target_usage": target_usage(scorer),
         "wall_time_s": round(time.perf_counter() - start, 1),
         "selected_on": None if test_time else "validation", "selected": chosen,
+        "policy_accuracy": policy_accuracy_trend(read_log(out / "log.jsonl")),
         "test": {name: test[name] for name in ("learned", "manual", "empty")},
     }
     ckpt.save_json(out / "best_prompts.json", agent.pool.to_list())
     ckpt.save_json(out / "results.json", results)
     plot_curves(read_log(out / "log.jsonl"), out / "curves.png", title=f"APPO on {settings.env}")
     return results
+
+
+def policy_accuracy_trend(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The policy's own validation accuracy at its first and last measurement (``None`` if never measured)."""
+    points = [(r["step"], r["eval/policy_accuracy"]) for r in records if r.get("eval/policy_accuracy") is not None]
+    if not points:
+        return None
+    return {"first_update": points[0][0], "first": points[0][1], "last_update": points[-1][0], "last": points[-1][1]}
 
 
 def _test_time_learned(agent: Any, sampler: Any, scorer: Any, seed: int, out: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prompt_gym.agents.appo.config import ADVANTAGES, PRESETS
 from prompt_gym.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from prompt_gym.comparison_cli import add_compare_parser
 
@@ -80,6 +81,10 @@ def _print_training_results(results: dict[str, Any]) -> None:
     else:
         print(f"learned prompt (chosen on validation, val acc {results['selected']['val_accuracy']:.3f}): "
               f"{results['selected']['prompt']!r}")
+    trend = results.get("policy_accuracy")
+    if trend:
+        print(f"policy's own validation accuracy (mean of prompts it samples): {trend['first']:.3f} at update "
+              f"{trend['first_update']} -> {trend['last']:.3f} at update {trend['last_update']}")
     for name in ("learned", "manual", "empty"):
         print(f"test accuracy  {name:<8} {test[name]['accuracy']:.4f}  (n={test[name]['num_examples']})")
 
@@ -136,14 +141,22 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
                                         "(with the saved settings; only --updates may change)")
     train.add_argument("--num-envs", type=positive_int, default=1, help="parallel environments (vector env when > 1)")
     train.add_argument("--action-mode", default="token", choices=("token", "text"), help="env action mode")
-    train.add_argument("--batch-size", type=positive_int, default=4, help="prompts (episodes) per update")
-    train.add_argument("--lr", type=positive_float, default=1e-5,
-                       help="learning rate (1e-5: the paper's, for 7B agents)")
-    train.add_argument("--ppo-epochs", type=positive_int, default=4, help="passes over each batch")
-    train.add_argument("--kl-coef", type=non_negative_float, default=0.2, help="beta of the KL penalty to the anchor")
-    train.add_argument("--anchor-check-interval", type=positive_int, default=5, help="updates between anchor checks")
-    train.add_argument("--anchor-threshold", type=non_negative_float, default=0.05,
-                       help="validation margin for promote/rollback")
+    train.add_argument("--preset", choices=sorted(PRESETS),
+                       help="named APPO settings (paper: the StablePrompt code's); the flags below override it")
+    train.add_argument("--batch-size", type=positive_int, help="prompts (episodes) per update (default 8)")
+    train.add_argument("--lr", type=positive_float, help="learning rate (default 1e-3; the paper's 1e-5 is for 7B agents)")
+    train.add_argument("--ppo-epochs", type=positive_int, help="passes over each batch (default 2)")
+    train.add_argument("--advantage", choices=ADVANTAGES,
+                       help="batch: critic-free, return minus the batch mean (default); critic: GAE with a value head")
+    train.add_argument("--elite-replay", type=non_negative_int,
+                       help="self-imitation: also train on this many best episodes so far (0: off, the paper)")
+    train.add_argument("--temperature", type=positive_float, help="sampling temperature of the policy (default 1)")
+    train.add_argument("--kl-coef", type=non_negative_float, help="beta of the KL penalty to the anchor (default 0.2)")
+    train.add_argument("--anchor-check-interval", type=positive_int, help="updates between anchor checks (default 5)")
+    train.add_argument("--anchor-samples", type=positive_int,
+                       help="prompts sampled from the policy (and from the anchor) at each check (default 8)")
+    train.add_argument("--anchor-threshold", type=non_negative_float,
+                       help="validation margin for promote/rollback (default 0.05)")
     train.add_argument("--fixed-reference", action="store_true", help="ablation: plain PPO against the start model")
     train.add_argument("--no-rollback", action="store_true", help="ablation: never roll the policy back")
     train.add_argument("--max-prompt-tokens", type=positive_int, help="longest prompt (env setting)")

@@ -72,6 +72,7 @@ class APPOAgent(LLMPromptAgent):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: self._lr_factor(step))
         self.promotions = self.rollbacks = 0
         self.anchor_scores: list[float] = []  # validation accuracies of anchor samples since the anchor last changed
+        self.elites: list[Trajectory] = []  # the best episodes so far, replayed when config.elite_replay > 0
         self.last_stats: dict[str, float] = {}
         self._buffer: list[Trajectory] = []
         self._current: dict[int, Trajectory] = {}
@@ -187,13 +188,16 @@ class APPOAgent(LLMPromptAgent):
         if not self.batch_ready:
             raise RuntimeError(f"update() needs {self.config.batch_size} finished episodes, have {len(self._buffer)}.")
         batch, self._buffer = self._buffer[: self.config.batch_size], self._buffer[self.config.batch_size :]
-        stats = self._ppo_update(batch)
+        replayed = self._replayed(batch)
+        stats = self._ppo_update(batch + replayed, fresh=len(batch))
+        self._keep_elites(batch)
         self.num_updates += 1
         self.scheduler.step()
         self._last_context = batch[-1].context
         stats |= {
             "rollout/reward": float(np.mean([t.reward for t in batch])),
             "rollout/prompt_tokens": float(np.mean([len(t.actions) for t in batch])),
+            "train/replayed_episodes": len(replayed),
             "train/learning_rate": self.optimizer.param_groups[0]["lr"],
             "time/updates": self.num_updates,
             "time/timesteps": self.num_timesteps,
@@ -209,6 +213,23 @@ class APPOAgent(LLMPromptAgent):
         self._log_update(stats)
         return stats
 
+    def _replayed(self, batch: list[Trajectory]) -> list[Trajectory]:
+        """The elites to train on with ``batch``: best first, none that ``batch`` already holds."""
+        fresh = {tuple(t.actions) for t in batch}
+        return [t for t in self.elites if tuple(t.actions) not in fresh][: self.config.elite_replay]
+
+    def _keep_elites(self, batch: list[Trajectory]) -> None:
+        """Keep the ``elite_replay`` highest-reward episodes seen so far, one per distinct prompt."""
+        if not self.config.elite_replay:
+            return
+        seen: set[tuple[int, ...]] = set()
+        elites = []
+        for trajectory in sorted(self.elites + batch, key=lambda t: -t.reward):
+            if tuple(trajectory.actions) not in seen:
+                seen.add(tuple(trajectory.actions))
+                elites.append(Trajectory(list(trajectory.context), list(trajectory.actions), trajectory.reward))
+        self.elites = elites[: self.config.elite_replay]
+
     def _log_update(self, stats: dict[str, float]) -> None:
         stats["time/target_evaluations"] = self._target_evaluations()
         for key, value in stats.items():
@@ -216,7 +237,8 @@ class APPOAgent(LLMPromptAgent):
         self.logger.dump(self.num_updates)
         self.last_stats = stats
 
-    def _ppo_update(self, batch: list[Trajectory]) -> dict[str, float]:
+    def _ppo_update(self, batch: list[Trajectory], fresh: int) -> dict[str, float]:
+        """PPO passes over ``batch``: its first ``fresh`` episodes were just played, the rest are replayed elites."""
         cfg, policy = self.config, self.policy
         contexts, actions = [t.context for t in batch], [t.actions for t in batch]
         device = policy.device
@@ -232,13 +254,13 @@ class APPOAgent(LLMPromptAgent):
                 rewards = L.token_rewards(scores, kl, mask, cfg.kl_coef)
                 advantages, returns = L.gae(rewards, old_values, mask, cfg.gamma, cfg.gae_lambda)
             else:
-                advantages, returns = L.batch_advantages(scores, kl, mask, cfg.kl_coef), None
+                advantages, returns = L.batch_advantages(scores, kl, mask, cfg.kl_coef, baseline_rows=fresh), None
             if cfg.whiten_advantages:
                 advantages = L.whiten(advantages, mask)
         totals: dict[str, float] = {}
         steps = 0
         for _ in range(cfg.ppo_epochs):
-            for rows in torch.randperm(len(batch)).split(cfg.minibatch_size):
+            for rows in torch.randperm(len(batch)).split(cfg.minibatch_size or len(batch)):
                 index = rows.tolist()
                 logprobs, values, mb_mask, entropy = policy.sequence_logprobs(
                     [contexts[i] for i in index], [actions[i] for i in index], self.pad_id, cfg.temperature,

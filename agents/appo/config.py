@@ -8,7 +8,7 @@ field says otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from prompt_gym.agents.base import require
@@ -95,7 +95,12 @@ class APPOConfig:
         advantage: ``"batch"``: critic-free, each token's return-to-go minus the batch's mean
             episode return (GRPO/RLOO-style; the value head is not trained, ``vf_coef`` and the
             value clip are unused); ``"critic"``: GAE with the value head (the paper's PPO).
-        minibatch_size: Episodes per gradient step; must divide ``batch_size``.
+        elite_replay: Self-imitation (Oh et al., 2018): each update also trains on the ``elite_replay``
+            highest-reward episodes seen so far (with their own meta-prompts and rewards, so no
+            target calls), their advantage measured against the fresh episodes' mean return. It
+            pulls the policy toward the best prompts it has written; 0 is pure on-policy PPO (the paper).
+        minibatch_size: Episodes per gradient step; must divide ``batch_size + elite_replay``; ``None``:
+            the whole batch in one step.
         ppo_epochs: Passes over each batch.
         gamma: Discount of the per-token rewards.
         gae_lambda: GAE lambda.
@@ -126,7 +131,8 @@ class APPOConfig:
     anneal_lr: bool = False
     batch_size: int = 4
     advantage: str = "batch"
-    minibatch_size: int = 4
+    elite_replay: int = 0
+    minibatch_size: int | None = None
     ppo_epochs: int = 4
     gamma: float = 1.0
     gae_lambda: float = 0.95
@@ -151,9 +157,11 @@ class APPOConfig:
         require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
         require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
         require(self.advantage in ADVANTAGES, f"advantage must be one of {ADVANTAGES}, got {self.advantage!r}.")
+        require(self.elite_replay >= 0, f"elite_replay must be non-negative, got {self.elite_replay}.")
+        episodes = self.batch_size + self.elite_replay
         require(
-            1 <= self.minibatch_size <= self.batch_size and self.batch_size % self.minibatch_size == 0,
-            f"minibatch_size ({self.minibatch_size}) must divide batch_size ({self.batch_size}).",
+            self.minibatch_size is None or (1 <= self.minibatch_size <= episodes and episodes % self.minibatch_size == 0),
+            f"minibatch_size ({self.minibatch_size}) must divide batch_size + elite_replay ({episodes}).",
         )
         require(self.ppo_epochs >= 1, f"ppo_epochs must be positive, got {self.ppo_epochs}.")
         require(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
@@ -166,3 +174,31 @@ class APPOConfig:
         require(0.0 <= self.anchor_threshold < 1.0,
                 f"anchor_threshold must lie in [0, 1), got {self.anchor_threshold}.")
         check_writer_fields(self)
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides: Any) -> APPOConfig:
+        """A config from a named preset (see :data:`PRESETS`), then ``overrides`` (fields set to ``None`` are skipped).
+
+        Raises:
+            ValueError: Unknown preset or field (the message lists the known ones).
+        """
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"Unknown APPO preset {preset!r}; choose one of {sorted(PRESETS)}.")
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"APPOConfig has no field(s) {unknown}; known fields: {sorted(known)}.")
+        values = dict(PRESETS.get(preset, {})) | {k: v for k, v in overrides.items() if v is not None}
+        return cls(**values)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "learning_rate": 1e-5, "advantage": "critic", "elite_replay": 0, "batch_size": 4, "minibatch_size": None,
+        "ppo_epochs": 4,
+        "vf_coef": 0.1, "kl_coef": 0.2, "anchor_check_interval": 5, "anchor_samples": 2, "anchor_threshold": 0.05,
+    },
+}
+"""Named settings. ``"paper"``: the StablePrompt code's (trl 0.x PPO with a critic, lr 1e-5 for 7B agents,
+4 prompts per update, anchor checks of 2 + 2 samples). The defaults of :class:`APPOConfig` are the
+settings measured to learn with the default 135M model on a CPU (``benchmarks/RESULTS.md``)."""

@@ -65,7 +65,9 @@ def gae(
     return advantages, (advantages + values) * mask
 
 
-def batch_advantages(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+def batch_advantages(
+    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float, baseline_rows: int | None = None
+) -> torch.Tensor:
     """Critic-free advantages: each token's return-to-go minus the batch's mean episode return.
 
     With ``gamma = 1`` the return-to-go of token ``t`` is the episode score minus ``kl_coef`` times the
@@ -77,13 +79,15 @@ def batch_advantages(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
         kl: ``(batch, tokens)`` per-token KL to the anchor.
         mask: ``(batch, tokens)`` action-token mask.
         kl_coef: beta.
+        baseline_rows: Average the baseline over the first ``baseline_rows`` episodes only (the
+            fresh ones, when replayed episodes follow them); ``None``: over all.
 
     Returns:
         ``(batch, tokens)`` advantages, 0 on padding.
     """
     penalties = -kl_coef * kl * mask
     to_go = scores[:, None].to(penalties.dtype) + penalties.flip(1).cumsum(1).flip(1)
-    baseline = to_go[:, 0].mean()
+    baseline = to_go[:baseline_rows, 0].mean()
     return (to_go - baseline) * mask
 
 

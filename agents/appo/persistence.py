@@ -17,6 +17,7 @@ from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
 from prompt_gym.agents.appo.policy import ANCHOR, POLICY
 from prompt_gym.agents.pool import PromptPool
+from prompt_gym.agents.rollout import Trajectory
 
 
 def save_agent(agent: Any, path: Path) -> None:
@@ -85,8 +86,9 @@ def write_checkpoint(agent: Any, folder: Path) -> None:
     envs = agent.env.rng_states() if agent.env is not None else []
     ckpt.save_json(folder / "rng.json", {"python": rng["python"], "numpy": rng["numpy"], "env": envs})
     ckpt.save_tensors(folder / "rng.pt", {k: rng[k] for k in ("torch", "cuda") if k in rng})
+    elites = [{"context": t.context, "actions": t.actions, "reward": t.reward} for t in agent.elites]
     ckpt.save_json(folder / "state.json", {"last_context": agent._last_context, "anchor_scores": agent.anchor_scores,
-                                           "policy_accuracy": agent.policy_acc})
+                                           "policy_accuracy": agent.policy_acc, "elites": elites})
 
 
 def read_checkpoint(agent: Any, folder: Path) -> None:
@@ -116,3 +118,5 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
     agent._last_context = state["last_context"]
     agent.anchor_scores = [float(score) for score in state["anchor_scores"]]
     agent.policy_acc = float(state["policy_accuracy"])
+    agent.elites = [Trajectory([int(i) for i in e["context"]], [int(i) for i in e["actions"]], float(e["reward"]))
+                    for e in state["elites"]]

@@ -184,3 +184,23 @@ def test_update_is_logged_when_the_budget_refuses_the_anchor_check(make_agent, e
 def test_selection_evaluations_counts_greedy_and_final_samples(make_agent, toy_env):
     agent = make_agent(final_samples=3)
     assert agent.selection_evaluations() == 4 * len(toy_env.unwrapped.task.split("validation"))
+
+
+def test_elite_replay_keeps_the_best_distinct_episodes(make_agent):
+    from prompt_gym.agents.rollout import Trajectory
+
+    agent = make_agent(batch_size=2, elite_replay=2)
+    batch = [Trajectory([1], [5, 6], 3.0), Trajectory([2], [7], 1.0)]
+    agent._keep_elites(batch)
+    agent._keep_elites([Trajectory([3], [5, 6], 9.0), Trajectory([4], [8], 2.0)])  # [5, 6] again: kept once
+    assert [(t.actions, t.reward) for t in agent.elites] == [([5, 6], 9.0), ([8], 2.0)]
+    replayed = agent._replayed([Trajectory([9], [8], 0.0), Trajectory([9], [1], 0.0)])
+    assert [t.actions for t in replayed] == [[5, 6]]  # [8] is in the fresh batch already
+
+
+def test_elite_replay_trains_on_fresh_and_replayed_episodes(make_agent):
+    agent = make_agent(batch_size=2, elite_replay=2)
+    agent.learn(total_updates=3, progress_bar=False)
+    replayed = [r["train/replayed_episodes"] for r in agent.logger.history if "train/replayed_episodes" in r]
+    assert replayed[0] == 0 and max(replayed) > 0 and len(agent.elites) == 2
+    assert agent.elites[0].reward >= agent.elites[1].reward

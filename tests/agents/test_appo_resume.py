@@ -40,16 +40,17 @@ def test_save_load_round_trip(env_factory, tmp_path):
     assert agent.predict(obs, deterministic=True)[0] == loaded.predict(obs, deterministic=True)[0]
 
 
-def test_resume_equals_uninterrupted_run(env_factory, tmp_path):
-    straight = fresh(env_factory)
+@pytest.mark.parametrize("overrides", [{}, {"elite_replay": 2}])
+def test_resume_equals_uninterrupted_run(env_factory, tmp_path, overrides):
+    straight = fresh(env_factory, **overrides)
     straight.learn(total_updates=4, progress_bar=False)
 
-    first = fresh(env_factory)
+    first = fresh(env_factory, **overrides)
     first.learn(total_updates=2, progress_bar=False)
     first.save_checkpoint(tmp_path / "ckpt")
     first.learn(total_updates=3, progress_bar=False)  # work after the checkpoint is discarded by the resume
 
-    resumed = fresh(env_factory)
+    resumed = fresh(env_factory, **overrides)
     resumed.load_checkpoint(tmp_path / "ckpt")
     assert resumed.num_updates == 2
     resumed.learn(total_updates=4, progress_bar=False)

@@ -31,7 +31,7 @@ def test_train_writes_outputs_and_resumes(tiny_model_dir, tmp_path, capsys):
         main(["train", *ARGS, "--agent-model", tiny_model_dir, "--updates", "2", "--out", str(out)])
     assert main(["train", "--resume", str(out), "--updates", "3"]) == 0
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
+    assert steps == [0, 1, 2, 3]  # update 0: the starting policy's own accuracy
     assert json.loads((out / "results.json").read_text())["num_updates"] == 3
 
 
@@ -75,3 +75,18 @@ def test_train_on_test_time_editing_writes_one_prompt_per_test_input(tiny_model_
     assert test["learned"]["accuracy"] == pytest.approx(sum(row["score"] for row in written) / len(written))
     assert [row["input"] for row in written] == [e.input for e in prompt_gym.get_task("toy").split("test")]
     assert "one prompt per test input" in capsys.readouterr().out
+
+
+def test_preset_paper_then_flags_override():
+    from prompt_gym.agents.appo.config import PRESETS, APPOConfig
+    from prompt_gym.agents.training import train_settings_from_args
+    from prompt_gym.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--preset", "paper", "--lr", "3e-5", "--out", "x", "--updates", "1"])
+    config = train_settings_from_args(args).config
+    assert config.learning_rate == 3e-5  # the flag wins over the preset
+    assert all(getattr(config, k) == v for k, v in PRESETS["paper"].items() if k != "learning_rate")
+    default = train_settings_from_args(build_parser().parse_args(["train", "--out", "x", "--updates", "1"])).config
+    assert (default.learning_rate, default.advantage) == (APPOConfig().learning_rate, APPOConfig().advantage)
+    with pytest.raises(ValueError, match="Unknown APPO preset"):
+        APPOConfig.from_preset("papr")
