@@ -18,6 +18,7 @@ from prompt_gym.agents.base import Agent, require
 from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
+from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
 from prompt_gym.callbacks import as_callback
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
@@ -203,11 +204,34 @@ class RandomSearchAgent(LLMPromptAgent):
         """Rebuild a saved agent (``model=``/``tokenizer=`` pass the LLM instead of loading the saved spec)."""
         meta = ckpt.load_json(Path(path) / "agent.json")
         agent = cls(env, RandomSearchConfig(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
-        agent.num_updates, agent.num_timesteps = meta["num_updates"], meta["num_timesteps"]
-        agent.candidates = [(float(r), str(p)) for r, p in meta["candidates"]]
-        agent._validated = set(meta["validated"])
-        agent.pool = PromptPool.from_list(meta["pool"], agent.config.pool_size)
+        agent._load_saved(meta)
         return agent
+
+    def _load_saved(self, meta: dict[str, Any]) -> None:
+        """Restore the counters, candidates and pool that :meth:`save` wrote (``agent.json``)."""
+        self.num_updates, self.num_timesteps = meta["num_updates"], meta["num_timesteps"]
+        self.candidates = [(float(r), str(p)) for r, p in meta["candidates"]]
+        self._validated = set(meta["validated"])
+        self.pool = PromptPool.from_list(meta["pool"], self.config.pool_size)
+
+    def save_checkpoint(self, root: str | Path) -> Path:
+        """Write a resumable checkpoint (candidates, pool, RNGs, counters) under ``root``."""
+        def write(folder: Path) -> None:
+            self.save(folder / "agent")
+            write_training_state(self, folder, {"since_check": self._since_check, "first_reset": self._first_reset})
+
+        return ckpt.save_checkpoint(root, self.num_updates, write)
+
+    def load_checkpoint(self, root: str | Path) -> Path:
+        """Restore the newest verified checkpoint under ``root`` (or that step folder) into this agent."""
+        path = ckpt.latest_checkpoint(root)
+        meta = ckpt.load_json(path / "agent" / "agent.json")
+        check_same_config(self, meta, path)
+        self._load_saved(meta)
+        state = read_training_state(self, path)
+        self._since_check = [(float(r), str(p)) for r, p in state["since_check"]]
+        self._first_reset = bool(state["first_reset"])
+        return path
 
 
 def _mean_accuracy(results: list[dict[str, Any]]) -> dict[str, float]:

@@ -30,6 +30,7 @@ from prompt_gym.agents.base import require
 from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import Trajectory
+from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
 from prompt_gym.logging import Logger
 
 
@@ -120,7 +121,13 @@ class PGGroupAgent(LLMPromptAgent):
         self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False,
         total_updates: int | None = None,
     ) -> PGGroupAgent:
-        """Train until ``total_timesteps`` env steps or ``total_updates`` updates (totals from the start)."""
+        """Train until ``total_timesteps`` env steps or ``total_updates`` updates (totals from the start).
+
+        The starting policy's own accuracy is measured first (update 0), as every ``eval_interval`` updates later.
+        """
+        if self.num_updates == 0 and not self.logger.history:
+            accuracy, _ = self.policy_accuracy(self.config.eval_samples)
+            self.log_validation({"eval/policy_accuracy": accuracy})
         self.run_updates(self._group_update, total_timesteps, total_updates, callback, progress_bar)
         return self
 
@@ -174,14 +181,35 @@ class PGGroupAgent(LLMPromptAgent):
     @classmethod
     def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> PGGroupAgent:
         """Rebuild a saved agent (``model=``/``tokenizer=`` pass the base LLM instead of loading the saved spec)."""
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         path = Path(path)
         meta = ckpt.load_json(path / "agent.json")
         agent = cls(env, PGGroupConfig(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
-        weights = load_file(str(path / "adapters" / "adapter_model.safetensors"), device=str(agent.policy.device))
-        set_peft_model_state_dict(agent.policy.model, weights, adapter_name=POLICY)
-        agent.num_updates, agent.num_timesteps = meta["num_updates"], meta["num_timesteps"]
-        agent.pool = PromptPool.from_list(meta["pool"], agent.config.pool_size)
+        agent._load_saved(path, meta)
         return agent
+
+    def _load_saved(self, path: Path, meta: dict[str, Any]) -> None:
+        """Load the policy adapter, counters and pool that :meth:`save` wrote into ``path``."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        weights = load_file(str(path / "adapters" / "adapter_model.safetensors"), device=str(self.policy.device))
+        set_peft_model_state_dict(self.policy.model, weights, adapter_name=POLICY)
+        self.num_updates, self.num_timesteps = meta["num_updates"], meta["num_timesteps"]
+        self.pool = PromptPool.from_list(meta["pool"], self.config.pool_size)
+
+    def save_checkpoint(self, root: str | Path) -> Path:
+        """Write a resumable checkpoint (adapter, optimizer, RNGs, pool, counters) under ``root``."""
+        def write(folder: Path) -> None:
+            self.save(folder / "agent")
+            write_training_state(self, folder)
+
+        return ckpt.save_checkpoint(root, self.num_updates, write)
+
+    def load_checkpoint(self, root: str | Path) -> Path:
+        """Restore the newest verified checkpoint under ``root`` (or that step folder) into this agent."""
+        path = ckpt.latest_checkpoint(root)
+        meta = ckpt.load_json(path / "agent" / "agent.json")
+        check_same_config(self, meta, path)
+        self._load_saved(path / "agent", meta)
+        read_training_state(self, path)
+        return path

@@ -2,14 +2,13 @@
 
 ``save``: ``agent.json`` (config + counters), ``adapters/`` (peft ``save_pretrained``: the policy
 adapter at the top, the anchor in ``adapters/anchor/``; safetensors), ``value_heads.safetensors``
-and ``pool.json``. A checkpoint adds ``optimizer.pt`` (optimizer and scheduler ``state_dict``),
-``rng.json`` / ``rng.pt`` (python, numpy, torch and env generators) and ``state.json``.
+and ``pool.json``. A checkpoint adds what :mod:`prompt_gym.agents.training_state` writes (optimizer and scheduler,
+RNGs, counters) with the anchor's estimate and the elite episodes in ``state.json``.
 Everything is read back with safetensors, JSON or ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
 from prompt_gym.agents.appo.policy import ANCHOR, POLICY
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import Trajectory
+from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
 
 
 def save_agent(agent: Any, path: Path) -> None:
@@ -80,15 +80,8 @@ def _set_counters(agent: Any, meta: dict[str, Any]) -> None:
 def write_checkpoint(agent: Any, folder: Path) -> None:
     """Write the full training state of ``agent`` into ``folder`` (called inside an atomic checkpoint)."""
     save_agent(agent, folder / "agent")
-    ckpt.save_tensors(folder / "optimizer.pt",
-                      {"optimizer": agent.optimizer.state_dict(), "scheduler": agent.scheduler.state_dict()})
-    rng = ckpt.global_rng_state()
-    envs = agent.env.rng_states() if agent.env is not None else []
-    ckpt.save_json(folder / "rng.json", {"python": rng["python"], "numpy": rng["numpy"], "env": envs})
-    ckpt.save_tensors(folder / "rng.pt", {k: rng[k] for k in ("torch", "cuda") if k in rng})
     elites = [{"context": t.context, "actions": t.actions, "reward": t.reward} for t in agent.elites]
-    ckpt.save_json(folder / "state.json", {"last_context": agent._last_context, "anchor_scores": agent.anchor_scores,
-                                           "policy_accuracy": agent.policy_acc, "elites": elites})
+    write_training_state(agent, folder, {"anchor_scores": agent.anchor_scores, "elites": elites})
 
 
 def read_checkpoint(agent: Any, folder: Path) -> None:
@@ -98,25 +91,10 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
         ckpt.CheckpointError: The checkpoint was written with a different configuration.
     """
     meta = ckpt.load_json(folder / "agent" / "agent.json")
-    if meta["config"] != asdict(agent.config) or meta["model_config"] != asdict(agent.model_config):
-        diff = sorted(k for k, v in (meta["config"] | meta["model_config"]).items()
-                      if (asdict(agent.config) | asdict(agent.model_config)).get(k) != v)
-        raise ckpt.CheckpointError(
-            f"Checkpoint {folder} was written with a different configuration (fields {diff}); resume with the "
-            "settings of the original run, or start a new run."
-        )
+    check_same_config(agent, meta, folder)
     load_weights(agent, folder / "agent")
     _set_counters(agent, meta)
-    state = ckpt.load_tensors(folder / "optimizer.pt")
-    agent.optimizer.load_state_dict(state["optimizer"])
-    agent.scheduler.load_state_dict(state["scheduler"])
-    rng = ckpt.load_json(folder / "rng.json") | ckpt.load_tensors(folder / "rng.pt")
-    ckpt.set_global_rng_state(rng)
-    if agent.env is not None and rng["env"]:
-        agent.env.set_rng_states(rng["env"])
-    state = ckpt.load_json(folder / "state.json")
-    agent._last_context = state["last_context"]
+    state = read_training_state(agent, folder)
     agent.anchor_scores = [float(score) for score in state["anchor_scores"]]
-    agent.policy_acc = float(state["policy_accuracy"])
     agent.elites = [Trajectory([int(i) for i in e["context"]], [int(i) for i in e["actions"]], float(e["reward"]))
                     for e in state["elites"]]

@@ -94,5 +94,5 @@ def test_checkpoint_holds_no_pickled_objects(env_factory, tmp_path):
     for name in ("optimizer.pt", "rng.pt"):
         torch.load(path / name, weights_only=True)
     rng = json.loads((path / "rng.json").read_text())
-    assert set(rng) == {"python", "numpy", "env"} and len(rng["env"]) == 1
+    assert set(rng) == {"python", "numpy", "env", "agent"} and len(rng["env"]) == 1
     assert np.isfinite(json.loads((path / "agent" / "agent.json").read_text())["num_updates"])

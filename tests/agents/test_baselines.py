@@ -124,7 +124,9 @@ def test_pg_group_updates_train_the_policy_adapter_only(action_mode):
     assert all(torch.equal(p, base[n]) for n, p in agent.policy.model.named_parameters() if n in base)
     record = agent.logger.history[-1]
     assert record["time/updates"] == 2 and record["eval/best_val_accuracy"] >= 0.0
-    assert record["time/target_evaluations"] == 2 * 3 * TOY_EPISODE + 2 * TOY_VALIDATION
+    # 2 prompts measure the starting policy, 2 updates of 3 episodes, 2 prompts measure it at update 2
+    assert record["time/target_evaluations"] == 2 * TOY_VALIDATION + 2 * 3 * TOY_EPISODE + 2 * TOY_VALIDATION
+    assert [r["step"] for r in agent.logger.history if "eval/policy_accuracy" in r] == [0, 2]
 
 
 def test_pg_group_save_load_round_trip(tmp_path):
@@ -178,3 +180,28 @@ def test_manual_agent_runs_the_training_hooks():
     callback = StopAfter(1)
     ManualAgent(toy()).learn(total_timesteps=10, callback=callback)
     assert callback.started and callback.ended and callback.seen == 0
+
+
+@pytest.mark.parametrize("name", ["pg-group", "random-search"])
+def test_checkpoint_resume_equals_uninterrupted_run(name, tmp_path):
+    """The group policy gradient and random search resume exactly, like APPO (compare resumes them)."""
+    from prompt_gym.agents.registry import make_agent
+
+    def build():
+        env = toy("text")
+        options = {"group_size": 2, "learning_rate": 1e-2} if name == "pg-group" else {"batch_size": 2}
+        return make_agent(name, env, seed=0, eval_interval=2, **tiny(env), **options)
+
+    straight = build()
+    straight.learn(total_updates=4)
+    first = build()
+    first.learn(total_updates=2)
+    first.save_checkpoint(tmp_path / "ckpt")
+    resumed = build()
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    assert resumed.num_updates == 2
+    resumed.learn(total_updates=4)
+    for a, b in zip(straight.policy.adapter_parameters(POLICY), resumed.policy.adapter_parameters(POLICY), strict=True):
+        torch.testing.assert_close(a, b)
+    assert resumed.pool.to_list() == straight.pool.to_list()
+    assert resumed.num_timesteps == straight.num_timesteps

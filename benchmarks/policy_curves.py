@@ -1,0 +1,95 @@
+"""The policy's own accuracy over training, per agent and seed, from a ``prompt-gym compare`` folder.
+
+Every learning agent measures its policy at update 0 and every few updates: it samples prompts from
+fixed validation meta-prompts and scores each on the whole validation split (``eval/policy_accuracy``).
+This script reads those measurements from each run's log, prints a table (first and last
+measurement, the change, the best) and draws one figure with a panel per agent, against target-LLM
+evaluations and against wall-clock minutes of the run.
+
+    python benchmarks/policy_curves.py runs/learn-sst2 --out benchmarks/figures/learn_sst2_policy.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+KEY = "eval/policy_accuracy"
+X_KEY = "time/target_evaluations"
+
+
+def read_curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float, float]]]]:
+    """``{agent: {seed: [(update, evaluations, policy accuracy), ...]}}`` from ``<folder>/runs/*/seed-*/log``."""
+    curves: dict[str, dict[int, list[tuple[int, float, float]]]] = {}
+    for log in sorted(folder.glob("runs/*/seed-*/log/log.jsonl")):
+        agent, seed = log.parents[2].name, int(log.parents[1].name.split("-", 1)[1])
+        points = []
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            if record.get(KEY) is not None:
+                points.append((int(record["step"]), float(record.get(X_KEY, 0.0)), float(record[KEY])))
+        if points:
+            curves.setdefault(agent, {})[seed] = points
+    return curves
+
+
+def summary_rows(curves: dict[str, dict[int, list[tuple[int, float, float]]]]) -> list[dict[str, Any]]:
+    """One row per (agent, seed): first and last measurement, their difference and the best one."""
+    rows = []
+    for agent, seeds in curves.items():
+        for seed, points in sorted(seeds.items()):
+            first, last = points[0], points[-1]
+            rows.append({"agent": agent, "seed": seed, "first_update": first[0], "first": first[2],
+                         "last_update": last[0], "last": last[2], "change": last[2] - first[2],
+                         "best": max(p[2] for p in points), "evaluations": last[1]})
+    return rows
+
+
+def plot(curves: dict[str, dict[int, list[tuple[int, float, float]]]], path: Path) -> Path:
+    """One panel per agent: policy accuracy against updates, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), sharey=True, squeeze=False)
+    for axis, (agent, seeds) in zip(axes[0], curves.items(), strict=True):
+        for index, (seed, points) in enumerate(sorted(seeds.items())):
+            axis.plot([p[1] for p in points], [p[2] for p in points], "o-", color=f"C{index}", label=f"seed {seed}")
+        axis.set_title(agent)
+        axis.set_xlabel("target-LLM evaluations")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    axes[0, 0].set_ylabel("policy's own val. accuracy")
+    fig.suptitle("mean validation accuracy of prompts sampled from the policy")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="a prompt-gym compare output folder")
+    parser.add_argument("--out", type=Path, help="PNG to write (default: <folder>/policy_curves.png)")
+    args = parser.parse_args()
+    curves = read_curves(args.folder)
+    if not curves:
+        raise SystemExit(f"No run in {args.folder} has logged {KEY} yet.")
+    print("| agent | seed | first (update) | last (update) | change | best | evaluations |")
+    print("|---|---|---|---|---|---|---|")
+    for row in summary_rows(curves):
+        print(f"| {row['agent']} | {row['seed']} | {row['first']:.3f} ({row['first_update']}) | "
+              f"{row['last']:.3f} ({row['last_update']}) | {row['change']:+.3f} | {row['best']:.3f} | "
+              f"{row['evaluations']:.0f} |")
+    print(plot(curves, args.out or args.folder / "policy_curves.png"))
+
+
+if __name__ == "__main__":
+    main()
