@@ -127,6 +127,9 @@ class APPOAgent(LLMPromptAgent):
         """
         if self.env is None:
             raise ValueError("learn() needs an environment: APPOAgent(env, ...) or APPOAgent.load(path, env=env).")
+        if self.config.shared_meta_prompt is True and self.env.is_vector:
+            raise ValueError("shared_meta_prompt writes each update's prompts for one meta-prompt on a single env; "
+                             "pass gym.make(...) instead of a vector env, or set shared_meta_prompt=False.")
         if total_timesteps is None and total_updates is None:
             raise ValueError("Give total_timesteps or total_updates.")
         if self.config.anneal_lr and total_updates is None:
@@ -142,17 +145,11 @@ class APPOAgent(LLMPromptAgent):
             self._measure_start()
         keep_going = True
         while keep_going and not self._finished(total_timesteps, total_updates):
-            observation = self.env.reset(seed=self.config.seed if self.num_updates == 0 else None)
-            state, self._buffer, self._current = None, [], {}
-            while keep_going and not self.batch_ready:
-                action, state = self.predict(observation, state)
-                actions = list(action) if self.env.is_vector else [action]
-                next_observation, rewards, dones, finals = self.env.step(actions)
-                self._record(split_observation(observation), actions, rewards, dones, finals)
-                self.num_timesteps += self.env.num_envs
-                observation = next_observation
-                callback.update_locals(locals())
+            if self._shares_meta_prompt():
+                self._buffer = self.play_group(self.config.batch_size, same_meta_prompt=True)
                 keep_going = callback.on_step()
+            else:
+                keep_going = self._collect(callback)
             if not keep_going:
                 break
             callback.on_rollout_end()
@@ -164,6 +161,28 @@ class APPOAgent(LLMPromptAgent):
         bar.close()
         callback.on_training_end()
         return self
+
+    def _shares_meta_prompt(self) -> bool:
+        """Whether each update's prompts are written for one meta-prompt (``config.shared_meta_prompt``)."""
+        if self.config.shared_meta_prompt is None:
+            return self.env is not None and not self.env.is_vector
+        return self.config.shared_meta_prompt
+
+    def _collect(self, callback: Any) -> bool:
+        """Run ``predict``/``step`` from a fresh reset until a batch is full; returns what ``on_step`` said."""
+        observation = self.env.reset(seed=self.config.seed if self.num_updates == 0 else None)
+        state, self._buffer, self._current = None, [], {}
+        keep_going = True
+        while keep_going and not self.batch_ready:
+            action, state = self.predict(observation, state)
+            actions = list(action) if self.env.is_vector else [action]
+            next_observation, rewards, dones, finals = self.env.step(actions)
+            self._record(split_observation(observation), actions, rewards, dones, finals)
+            self.num_timesteps += self.env.num_envs
+            observation = next_observation
+            callback.update_locals(locals())
+            keep_going = callback.on_step()
+        return keep_going
 
     def _measure_start(self) -> None:
         """Measure the starting policy (update 0) as every later check will; it is also the anchor's first estimate."""
@@ -214,9 +233,16 @@ class APPOAgent(LLMPromptAgent):
         return stats
 
     def _replayed(self, batch: list[Trajectory]) -> list[Trajectory]:
-        """The elites to train on with ``batch``: best first, none that ``batch`` already holds."""
+        """The elites to train on with ``batch``: best first, none that ``batch`` already holds.
+
+        With ``shared_meta_prompt`` they are replayed on the batch's meta-prompt (a prompt's reward
+        does not depend on the meta-prompt it was written from), so every row shares one context.
+        """
         fresh = {tuple(t.actions) for t in batch}
-        return [t for t in self.elites if tuple(t.actions) not in fresh][: self.config.elite_replay]
+        chosen = [t for t in self.elites if tuple(t.actions) not in fresh][: self.config.elite_replay]
+        if self._shares_meta_prompt():
+            return [Trajectory(list(batch[0].context), list(t.actions), t.reward) for t in chosen]
+        return chosen
 
     def _keep_elites(self, batch: list[Trajectory]) -> None:
         """Keep the ``elite_replay`` highest-reward episodes seen so far, one per distinct prompt."""

@@ -95,6 +95,12 @@ class APPOConfig:
         advantage: ``"batch"``: critic-free, each token's return-to-go minus the batch's mean
             episode return (GRPO/RLOO-style; the value head is not trained, ``vf_coef`` and the
             value clip are unused); ``"critic"``: GAE with the value head (the paper's PPO).
+        shared_meta_prompt: Write each update's ``batch_size`` prompts for one meta-prompt and judge
+            them on one reward batch (a single env reset with one seed per update, as the group policy
+            gradient does): their rewards compare fairly, and the meta-prompt is encoded once for the
+            whole batch when writing and in every PPO pass. ``False``: each episode is its own env
+            episode, collected with ``predict``/``step`` (the only choice on a vector env). ``None``
+            (default): shared on a single env, per episode on a vector env.
         elite_replay: Self-imitation (Oh et al., 2018): each update also trains on the ``elite_replay``
             highest-reward episodes seen so far (with their own meta-prompts and rewards, so no
             target calls), their advantage measured against the fresh episodes' mean return. It
@@ -131,6 +137,7 @@ class APPOConfig:
     anneal_lr: bool = False
     batch_size: int = 4
     advantage: str = "batch"
+    shared_meta_prompt: bool | None = None
     elite_replay: int = 0
     minibatch_size: int | None = None
     ppo_epochs: int = 4
@@ -194,9 +201,9 @@ class APPOConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
-        "learning_rate": 1e-5, "advantage": "critic", "elite_replay": 0, "batch_size": 4, "minibatch_size": None,
-        "ppo_epochs": 4,
-        "vf_coef": 0.1, "kl_coef": 0.2, "anchor_check_interval": 5, "anchor_samples": 2, "anchor_threshold": 0.05,
+        "learning_rate": 1e-5, "advantage": "critic", "shared_meta_prompt": False, "elite_replay": 0,
+        "batch_size": 4, "minibatch_size": None, "ppo_epochs": 4, "vf_coef": 0.1, "kl_coef": 0.2,
+        "anchor_check_interval": 5, "anchor_samples": 2, "anchor_threshold": 0.05,
     },
 }
 """Named settings. ``"paper"``: the StablePrompt code's (trl 0.x PPO with a critic, lr 1e-5 for 7B agents,

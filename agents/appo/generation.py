@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prompt_gym.agents.appo.policy import APPOPolicy
+from prompt_gym.agents.appo.policy import APPOPolicy, cache_layers
 
 
 @dataclass
@@ -44,16 +44,6 @@ def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
-def _layers(cache: Any) -> list[Any]:
-    layers = getattr(cache, "layers", None)
-    if layers is None or any(not hasattr(layer, "keys") for layer in layers):
-        raise TypeError(
-            f"Row restarts need a transformers DynamicCache with per-layer keys/values, got {type(cache).__name__}; "
-            "use a standard decoder-only model (Llama, GPT-2, SmolLM2...)."
-        )
-    return list(layers)
-
-
 class Decoder:
     """Samples tokens from an :class:`APPOPolicy` one step at a time, for many rows at once.
 
@@ -70,7 +60,18 @@ class Decoder:
 
     @torch.no_grad()
     def prefill(self, contexts: Sequence[Sequence[int]]) -> DecodeState:
-        """Encode the rows' contexts; the state's logits predict each row's first new token."""
+        """Encode the rows' contexts; the state's logits predict each row's first new token.
+
+        Rows with one and the same context (prompts written for one meta-prompt) encode it once.
+        """
+        if len(contexts) > 1 and all(list(c) == list(contexts[0]) for c in contexts):
+            state = self.prefill(contexts[:1])
+            rows = len(contexts)
+            for layer in cache_layers(state.cache):
+                layer.keys = layer.keys.expand(rows, -1, -1, -1).contiguous()
+                layer.values = layer.values.expand(rows, -1, -1, -1).contiguous()
+            return DecodeState(state.cache, state.mask.expand(rows, -1).contiguous(),
+                               [list(context) for context in contexts], state.logits.expand(rows, -1).contiguous())
         width = max(len(context) for context in contexts)
         if width == 0:
             raise ValueError("Every context needs at least one token (an empty observation cannot be continued).")
@@ -103,7 +104,7 @@ class Decoder:
         width_old, width_new = state.mask.shape[1], fresh.mask.shape[1]
         width = max(width_old, width_new)
         index = torch.tensor(list(rows), device=state.mask.device)
-        for layer, new_layer in zip(_layers(state.cache), _layers(fresh.cache), strict=True):
+        for layer, new_layer in zip(cache_layers(state.cache), cache_layers(fresh.cache), strict=True):
             for name in ("keys", "values"):
                 merged = _pad_left(getattr(layer, name), width - width_old, dim=2)
                 merged[index] = _pad_left(getattr(new_layer, name), width - width_new, dim=2)
@@ -147,7 +148,7 @@ class Decoder:
         start = int(used[0]) if len(used) else 0
         if start == 0:
             return
-        for layer in _layers(state.cache):
+        for layer in cache_layers(state.cache):
             layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
         state.mask = state.mask[:, start:]
 

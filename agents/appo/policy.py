@@ -159,6 +159,8 @@ class APPOPolicy(nn.Module):
             ``(logprobs, values, mask)`` (plus ``entropy`` when asked), each ``(batch, max_actions)``;
             ``values[:, t]`` is the value of the state before action ``t``.
         """
+        if len(contexts) > 1 and all(list(c) == list(contexts[0]) for c in contexts):
+            return self._shared_context_logprobs(contexts[0], actions, pad_id, temperature, with_entropy)
         device = self.device
         width_c = max(len(c) for c in contexts)
         width_a = max(len(a) for a in actions)
@@ -169,12 +171,73 @@ class APPOPolicy(nn.Module):
             attention[row, width_c - len(context) : width_c + len(action)] = 1
         ids, attention = ids.to(device), attention.to(device)
         logits, values, _ = self.forward(ids, attention, keep=width_a + 1)
-        logits, values = logits[:, :-1] / temperature, values[:, :-1]
-        targets = ids[:, width_c:]
-        all_logprobs = torch.log_softmax(logits, dim=-1)
-        logprobs = all_logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        mask = attention[:, width_c:].to(logprobs.dtype)
-        if not with_entropy:
-            return logprobs * mask, values * mask, mask
-        entropy = -(all_logprobs.exp() * all_logprobs).sum(-1)
-        return logprobs * mask, values * mask, mask, entropy * mask
+        return _action_stats(logits[:, :-1], values[:, :-1], ids[:, width_c:], attention[:, width_c:], temperature,
+                             with_entropy)
+
+    def _shared_context_logprobs(
+        self, context: Sequence[int], actions: Sequence[Sequence[int]], pad_id: int, temperature: float,
+        with_entropy: bool,
+    ) -> tuple[torch.Tensor, ...]:
+        """:meth:`sequence_logprobs` when every episode has the same context: it is encoded once.
+
+        The context's keys and values are computed for one row and shared by every row's actions
+        (gradients flow back through the sharing), so the result equals the plain layout's (tested
+        to 1e-5) at a fraction of the cost: the context is usually ten times longer than a prompt.
+        """
+        device, rows = self.device, len(actions)
+        context_ids = torch.tensor([list(context)], dtype=torch.long, device=device)
+        context_mask = torch.ones_like(context_ids)
+        first_logits, first_values, cache = self.forward(context_ids, context_mask, keep=1, use_cache=True)
+        for layer in cache_layers(cache):
+            layer.keys = layer.keys.expand(rows, -1, -1, -1)
+            layer.values = layer.values.expand(rows, -1, -1, -1)
+        width_a = max(len(a) for a in actions)
+        ids = torch.full((rows, width_a), pad_id, dtype=torch.long)
+        action_mask = torch.zeros_like(ids)
+        for row, action in enumerate(actions):
+            ids[row, : len(action)] = torch.tensor(list(action))
+            action_mask[row, : len(action)] = 1
+        ids, action_mask = ids.to(device), action_mask.to(device)
+        attention = torch.cat([context_mask.expand(rows, -1), action_mask], dim=1)
+        logits, values, _ = self.forward(ids, attention, keep=width_a, cache=cache)
+        logits = torch.cat([first_logits.expand(rows, -1, -1), logits[:, :-1]], dim=1)
+        values = torch.cat([first_values.expand(rows, -1), values[:, :-1]], dim=1)
+        return _action_stats(logits, values, ids, action_mask, temperature, with_entropy)
+
+
+def cache_layers(cache: Any) -> list[Any]:
+    """The per-layer key/value holders of a ``transformers`` cache (rows are spliced and shared through them).
+
+    Raises:
+        TypeError: The cache has no per-layer ``keys``/``values`` (not a ``DynamicCache``).
+    """
+    layers = getattr(cache, "layers", None)
+    if layers is None or any(not hasattr(layer, "keys") for layer in layers):
+        raise TypeError(
+            f"Sharing and restarting rows need a transformers DynamicCache with per-layer keys/values, got "
+            f"{type(cache).__name__}; use a standard decoder-only model (Llama, GPT-2, SmolLM2...)."
+        )
+    return list(layers)
+
+
+def _action_stats(
+    logits: torch.Tensor, values: torch.Tensor, targets: torch.Tensor, attention: torch.Tensor, temperature: float,
+    with_entropy: bool,
+) -> tuple[torch.Tensor, ...]:
+    """Log-probabilities (at ``temperature``), values and mask of the action tokens, plus entropy when asked.
+
+    Args:
+        logits: ``(batch, actions, vocab)`` logits predicting each action token.
+        values: ``(batch, actions)`` values of the states before each action token.
+        targets: ``(batch, actions)`` the action tokens.
+        attention: ``(batch, actions)`` 1 for real action tokens.
+        temperature: Sampling temperature.
+        with_entropy: Also return the per-token entropy.
+    """
+    all_logprobs = torch.log_softmax(logits / temperature, dim=-1)
+    logprobs = all_logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    mask = attention.to(logprobs.dtype)
+    if not with_entropy:
+        return logprobs * mask, values * mask, mask
+    entropy = -(all_logprobs.exp() * all_logprobs).sum(-1)
+    return logprobs * mask, values * mask, mask, entropy * mask

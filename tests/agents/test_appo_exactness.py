@@ -82,3 +82,36 @@ def test_embedding_lora_is_optimised_and_copied(word_lm, toy_env):
     agent.promote()
     for name in embedding:
         assert torch.equal(named[name], named[name[: -len(POLICY)] + ANCHOR])
+
+
+def test_shared_context_logprobs_equal_the_plain_layout(make_agent):
+    """One meta-prompt for every episode: encoded once, same log-probs, values, entropy and gradients."""
+    agent = make_agent(advantage="critic")
+    policy = agent.policy
+    context = [3, 4, 5, 6, 7, 8, 9]
+    actions = [[10, 11, 12], [13], [14, 15]]
+    shared = policy.sequence_logprobs([context] * 3, actions, agent.pad_id, 0.7, with_entropy=True)
+    plain = [policy.sequence_logprobs([context], [action], agent.pad_id, 0.7, with_entropy=True) for action in actions]
+    for index, (shared_part, name) in enumerate(zip(shared, ("logprobs", "values", "mask", "entropy"), strict=True)):
+        for row, one in enumerate(plain):
+            width = one[index].shape[1]
+            torch.testing.assert_close(shared_part[row, :width], one[index][0], rtol=1e-5, atol=1e-5, msg=name)
+    loss = (shared[0].sum() + shared[1].sum())
+    grads = torch.autograd.grad(loss, policy.trainable_parameters(), allow_unused=True)
+    plain_loss = sum(one[0].sum() + one[1].sum() for one in plain)
+    plain_grads = torch.autograd.grad(plain_loss, policy.trainable_parameters(), allow_unused=True)
+    for grad, plain_grad in zip(grads, plain_grads, strict=True):
+        if grad is not None or plain_grad is not None:
+            torch.testing.assert_close(grad, plain_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_shared_context_prefill_equals_separate_rows(make_agent):
+    agent = make_agent()
+    context = [3, 4, 5, 6, 7]
+    shared = agent.decoder.prefill([context] * 3)
+    single = agent.decoder.prefill([context])
+    for row in range(3):
+        torch.testing.assert_close(shared.logits[row], single.logits[0])
+    agent.decoder.feed(shared, [10, None, 11])  # rows go their own way after the shared start
+    reference = agent.decoder.prefill([[*context, 10], [*context, 11]])
+    torch.testing.assert_close(shared.logits[[0, 2]], reference.logits, rtol=1e-4, atol=1e-5)
