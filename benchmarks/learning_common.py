@@ -24,17 +24,19 @@ class WallTimeBudget(Callback):
 
 
 def short_run_settings(env: str, out: str, updates: int, seed: int, lr: float) -> TrainSettings:
-    """The benchmarks' APPO run: 4 text-mode envs, 16-shot split 13, batch 4, 2 PPO epochs, checks every 4.
+    """The benchmarks' APPO run: text mode, one env (one meta-prompt per update), 8 prompts per update
+    plus 8 replayed elites, 16-token prompts, 3 demonstrations, 16-shot split 13, checks every 5 updates.
 
-    Test-time editing scores each prompt on its one input, so it gets no ``reward_batch_size``.
+    The reward batch is the whole training split (32 examples on binary 16-shot tasks), so every
+    prompt is judged on the same examples. Test-time editing scores each prompt on its one input,
+    so it gets no ``reward_batch_size``.
     """
-    env_kwargs = {"action_mode": "text", "data_seed": 13, "num_demos": 3, "max_prompt_tokens": 32}
+    env_kwargs = {"action_mode": "text", "data_seed": 13, "num_demos": 3, "max_prompt_tokens": 16}
     if "-TTE-" not in env:
-        env_kwargs["reward_batch_size"] = 16
+        env_kwargs["reward_batch_size"] = 32
     return TrainSettings(
-        env=env, out=out, updates=updates, num_envs=4, save_every=4, env_kwargs=env_kwargs,
-        config=APPOConfig(seed=seed, device="cpu", learning_rate=lr, batch_size=4, minibatch_size=4,
-                          ppo_epochs=2, anchor_check_interval=4, anchor_samples=2),
+        env=env, out=out, updates=updates, num_envs=1, save_every=5, env_kwargs=env_kwargs,
+        config=APPOConfig(seed=seed, device="cpu", learning_rate=lr),
         model_config=ModelConfig(),
     )
 
@@ -49,7 +51,7 @@ def parse_run_arguments(description: str, out: str, updates: int, minutes: float
     parser.add_argument("--updates", type=int, default=updates)
     parser.add_argument("--minutes", type=float, default=minutes, help="training wall-time budget (per run)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=APPOConfig().learning_rate)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a crowded CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

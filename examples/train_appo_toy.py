@@ -60,13 +60,14 @@ if __name__ == "__main__":
 
     # ALGO LOGIC: APPO = PPO with a KL anchor that moves only after validated progress
     config = APPOConfig(seed=args.seed, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                        minibatch_size=args.batch_size, kl_coef=args.kl_coef,
+                        kl_coef=args.kl_coef,
                         anchor_check_interval=args.anchor_check_interval, anchor_samples=2)
     lora = ModelConfig(lora_target_modules=["q_proj", "v_proj", "lm_head"])
     agent = APPOAgent(env, config, lora, model=model, tokenizer=tokenizer)
     agent.learn(total_updates=args.updates, progress_bar=True)
 
-    for record in agent.logger.history[:: max(1, args.updates // 10)]:
+    updates = [record for record in agent.logger.history if "rollout/accuracy" in record]
+    for record in updates[:: max(1, args.updates // 10)]:
         print(f"update {record['step']:3d}  batch accuracy {record['rollout/accuracy']:.3f}  "
               f"KL to anchor {record['anchor/kl']:.3f}")
     best = agent.select_prompt()  # chosen on the validation split

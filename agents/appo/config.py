@@ -2,8 +2,9 @@
 
 Both are plain dataclasses that round-trip through :func:`dataclasses.asdict` (runs log them in
 ``results.json`` and checkpoints store them), and validate their fields in ``__post_init__``.
-Defaults follow the StablePrompt code (trl 0.x PPO defaults, see the reference digest §5) unless a
-field says otherwise.
+The defaults are the settings measured to learn with the default 135M model on a CPU
+(``benchmarks/RESULTS.md``, "Learning"); the StablePrompt code's (trl 0.x PPO, reference digest §5)
+are the preset ``"paper"`` (:data:`PRESETS`, :meth:`APPOConfig.from_preset`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class APPOConfig:
         seed: Seeds torch, numpy and python and the first environment reset.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; used when the agent loads its model.
         learning_rate: Adam learning rate of the LoRA and value-head parameters (1e-5 in the paper's
-            code, for a 7B model; small models need more, e.g. 1e-4).
+            code, for a 7B model; a 135M model's LoRA needs about 1e-3 to move in tens of updates).
         anneal_lr: Decay the learning rate linearly to 0 over the ``total_updates`` of ``learn``.
         batch_size: Finished episodes (prompts) per update (4 in the paper's code).
         advantage: ``"batch"``: critic-free, each token's return-to-go minus the batch's mean
@@ -133,14 +134,14 @@ class APPOConfig:
 
     seed: int = 0
     device: str = "auto"
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-3
     anneal_lr: bool = False
-    batch_size: int = 4
+    batch_size: int = 8
     advantage: str = "batch"
     shared_meta_prompt: bool | None = None
-    elite_replay: int = 0
+    elite_replay: int = 8
     minibatch_size: int | None = None
-    ppo_epochs: int = 4
+    ppo_epochs: int = 2
     gamma: float = 1.0
     gae_lambda: float = 0.95
     clip_range: float = 0.2
@@ -155,7 +156,7 @@ class APPOConfig:
     rollback: bool = True
     reset_optimizer_on_rollback: bool = True
     anchor_check_interval: int = 5
-    anchor_samples: int = 2
+    anchor_samples: int = 8
     anchor_threshold: float = 0.05
     pool_size: int = 5
     final_samples: int = 4

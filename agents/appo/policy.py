@@ -12,6 +12,7 @@ LoRA weights and the value head are trained.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,7 +44,9 @@ class APPOPolicy(nn.Module):
             )
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-        self.model = get_peft_model(model, model_config.to_peft_config(), adapter_name=POLICY)
+        with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x; nothing for our users to do
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.model = get_peft_model(model, model_config.to_peft_config(), adapter_name=POLICY)
         self.model.add_adapter(ANCHOR, model_config.to_peft_config())
         self.model.set_adapter(POLICY)
         self._pairs = self._adapter_pairs()

@@ -20,7 +20,7 @@ def test_appo_learns_the_toy_task():
     """
     tokenizer = WordTokenizer()
     env = gym.make("PromptTune-Toy-v0", reward="accuracy", max_prompt_tokens=12)
-    config = APPOConfig(seed=0, learning_rate=3e-2, batch_size=16, minibatch_size=16, kl_coef=0.01,
+    config = APPOConfig(seed=0, learning_rate=3e-2, batch_size=16, kl_coef=0.01,
                         anchor_check_interval=5, anchor_samples=2)
     agent = APPOAgent(env, config, LORA, model=build_tiny_lm(tokenizer), tokenizer=tokenizer)
     agent.learn(total_updates=30, progress_bar=False)

@@ -174,6 +174,15 @@ def test_a_server_that_keeps_failing_raises_after_the_retries(server, make_targe
         scorer.score(PROMPTS[:1], INPUTS[:1])
 
 
+def test_after_a_failed_request_no_new_request_starts_in_that_call(server, make_target):
+    target = make_target(batch_size=1, concurrency=1, max_retries=0, cache="off")
+    scorer = RemoteScorer(target, VERBALIZER, session=no_wait_session(target))
+    server.requests, server.fail_next = 0, [503] * 100
+    with pytest.raises(ServerUnavailable):
+        scorer.score(PROMPTS, INPUTS)  # 9 requests queued
+    assert server.requests == 1
+
+
 def test_requests_are_spread_over_replicas_and_a_dead_one_is_skipped(tmp_path):
     with FakeServer() as first, FakeServer() as second:
         target = RemoteTarget(base_urls=(first.base_url, second.base_url), model="fake", cache="off", batch_size=1)
