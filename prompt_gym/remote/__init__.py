@@ -10,6 +10,8 @@ target is accepted (``gym.make(env_id, target=...)``, ``--target`` of ``prompt-g
 * :mod:`~prompt_gym.remote.modes`: how class probabilities are read from a reply;
 * :mod:`~prompt_gym.remote.cache`, :mod:`~prompt_gym.remote.usage`: the on-disk cache and counters;
 * :mod:`~prompt_gym.remote.session`, :mod:`~prompt_gym.remote.scorer`: the scorers environments use;
+* :mod:`~prompt_gym.remote.runs`: usage file, log records and results of a training run;
+* :mod:`~prompt_gym.remote.launch`: start and stop a local vLLM or ``transformers serve`` (tests, benchmarks);
 * :mod:`~prompt_gym.remote.fake_server`: a tiny in-process server for tests of error paths.
 
 Importing this package imports neither ``openai`` nor torch.

@@ -191,21 +191,36 @@ class RemoteClient:
             finally:
                 self._release()
             self.usage.add(errors=1)
+        urls = ", ".join(self.target.base_urls)
         raise ServerUnavailable(
-            f"{self.target.max_retries + 1} attempts at {', '.join(self.target.base_urls)} failed; last error: {last}. "
+            f"{self.target.max_retries + 1} attempts at {urls} failed; last error: {str(last).rstrip('.')}. "
             "Results paid so far are in the cache: restart the server, then rerun or resume "
             "(prompt-gym train --resume RUN) and they are not paid again.")
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """``[fn(item) for item in items]`` with at most ``concurrency`` running at once.
 
-        Every item runs to its end even when another fails (so what it paid for is kept); then
-        the first error is raised.
+        When an item fails, the items not started yet are dropped and the running ones run to
+        their end (so what they paid for is kept); then the error is raised.
         """
         if len(items) <= 1:
             return [fn(item) for item in items]
-        futures = [self._pool.submit(fn, item) for item in items]
+        failed = threading.Event()
+
+        def guarded(item: T) -> R | None:
+            if failed.is_set():
+                return None  # dropped: an earlier item failed
+            try:
+                return fn(item)
+            except BaseException:
+                failed.set()
+                raise
+
+        futures = [self._pool.submit(guarded, item) for item in items]
         wait(futures)
+        errors = [future.exception() for future in futures if future.exception() is not None]
+        if errors:
+            raise errors[0]
         return [future.result() for future in futures]
 
     def close(self) -> None:
