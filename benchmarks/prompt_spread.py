@@ -1,0 +1,72 @@
+"""Is there something to learn? The spread of prompts sampled from the untrained agent, and whether the
+training reward predicts validation accuracy.
+
+Samples ``--prompts`` prompts from the starting policy (one per fixed validation meta-prompt, as the
+agent's ``eval/policy_accuracy`` does), scores each on the whole validation and training splits, and
+prints the mean, spread and top decile of validation accuracy (what a policy that concentrates on
+its best prompts could reach) and the correlation of training accuracy and gap with validation
+accuracy (how well the reward signal points at what is measured). Writes every prompt with its
+scores to ``--out``.
+
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/prompt_spread.py --prompts 48 \\
+        --max-prompt-tokens 16 --out runs/spread_16.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import prompt_gym  # noqa: F401  (registers the environments)
+from prompt_gym.agents.appo.agent import APPOAgent
+from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.models import load_causal_lm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="PromptTune-SST2-v0")
+    parser.add_argument("--prompts", type=int, default=48)
+    parser.add_argument("--max-prompt-tokens", type=int, default=16)
+    parser.add_argument("--num-demos", type=int, default=3)
+    parser.add_argument("--data-seed", type=int, default=13)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/prompt_spread.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_causal_lm("smollm2-135m-instruct")
+    env = gym.make(args.env, target=(model, tokenizer), tokenizer=tokenizer, action_mode="text",
+                   data_seed=args.data_seed, num_demos=args.num_demos, max_prompt_tokens=args.max_prompt_tokens)
+    agent = APPOAgent(env, APPOConfig(seed=args.seed, device="cpu", max_prompt_tokens=args.max_prompt_tokens),
+                      ModelConfig(), model=model, tokenizer=tokenizer)
+    start = time.perf_counter()
+    prompts = [text for text, _ in agent.write_prompts(agent.validation_contexts(args.prompts))]
+    written = time.perf_counter()
+    task, scorer = env.unwrapped.task, env.unwrapped.scorer
+    validation = evaluate_prompts(scorer, task, prompts, split="validation")
+    train = evaluate_prompts(scorer, task, prompts, split="train")
+    scored = time.perf_counter()
+    val_acc = np.array([r["accuracy"] for r in validation])
+    train_acc, train_gap = np.array([r["accuracy"] for r in train]), np.array([r["gap"] for r in train])
+    print(f"{args.prompts} prompts written in {written - start:.0f} s, scored in {scored - written:.0f} s")
+    print(f"validation accuracy: mean {val_acc.mean():.3f}, sd {val_acc.std():.3f}, "
+          f"top decile {np.quantile(val_acc, 0.9):.3f}, max {val_acc.max():.3f}")
+    print(f"training accuracy: mean {train_acc.mean():.3f}, sd {train_acc.std():.3f}")
+    print(f"correlation with validation accuracy: training accuracy {np.corrcoef(val_acc, train_acc)[0, 1]:.2f}, "
+          f"training gap {np.corrcoef(val_acc, train_gap)[0, 1]:.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([
+        {"prompt": p, "val_accuracy": float(v), "train_accuracy": float(a), "train_gap": float(g)}
+        for p, v, a, g in zip(prompts, val_acc, train_acc, train_gap, strict=True)], indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
