@@ -95,10 +95,11 @@ def test_finished_runs_are_skipped(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_appo_run_resumes_from_its_checkpoint(tmp_path):
-    budget = 4 * 4 * 8 + 5 * 8 + 2 * 8  # four updates, the selection reserve, one validation check
+    # the start measurement (1 prompt), four updates of 4 prompts, one check at update 3, the selection reserve
+    budget = 8 + 4 * 4 * 8 + 8 + 5 * 8
     config = CompareConfig(TOY, ["ppo"], budget, [0], tmp_path / "cmp", checkpoint_every=2,
-                           agent_options={"ppo": {"learning_rate": 1e-3, "ppo_epochs": 1,
-                                                  "anchor_check_interval": 3}})
+                           agent_options={"ppo": {"learning_rate": 1e-3, "ppo_epochs": 1, "batch_size": 4,
+                                                  "anchor_samples": 1, "anchor_check_interval": 3}})
     full = run_comparison(config, log=lambda line: None)[0]
     assert full["num_updates"] == 4 and full["resumed_from_update"] is None and full["evaluations"] <= budget
     folder = run_dir(config.out, "ppo", 0)

@@ -214,9 +214,10 @@ def test_resume_without_any_checkpoint_says_how_to_start_again(tiny_model_dir_mo
 def test_compare_resumes_from_an_older_verified_checkpoint_instead_of_restarting(tmp_path):
     from prompt_gym.comparison import CompareConfig, run_comparison, run_dir
 
-    budget = 4 * 4 * 8 + 5 * 8 + 2 * 8
+    budget = 8 + 4 * 4 * 8 + 8 + 5 * 8  # start measurement, 4 updates of 4 prompts, 1 check, selection reserve
     config = CompareConfig("PromptTune-Toy-v0", ["ppo"], budget, [0], tmp_path / "cmp", checkpoint_every=1,
-                           agent_options={"ppo": {"learning_rate": 1e-3, "ppo_epochs": 1, "anchor_check_interval": 3}})
+                           agent_options={"ppo": {"learning_rate": 1e-3, "ppo_epochs": 1, "batch_size": 4,
+                                                  "anchor_samples": 1, "anchor_check_interval": 3}})
     first = run_comparison(config, log=lambda line: None)[0]
     folder = run_dir(config.out, "ppo", 0)
     older, newest = sorted((folder / "checkpoints").glob("step-*"))
