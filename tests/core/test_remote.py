@@ -314,6 +314,18 @@ def test_cli_takes_target_on_train_eval_and_compare():
     assert parser.parse_args(["compare", "--budget", "10", "--out", "o", "--target", spec]).target == spec
 
 
+@pytest.mark.slow
+def test_eval_cli_scores_prompts_on_a_remote_target(server, real_data_dir, tmp_path):
+    from prompt_gym.cli import main
+
+    spec = f"openai:{server.base_url}#fake?cache=off"
+    out = tmp_path / "results.json"
+    assert main(["eval", "--env", "PromptTune-SST2-v0", "--target", spec, "--empty-prompt", "--manual-prompt",
+                 "--split", "validation", "--json", str(out)]) == 0
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["num_examples"] for r in results] == [32, 32] and server.requests >= 64 / 16
+
+
 def test_importing_the_package_imports_neither_openai_nor_torch():
     code = ("import prompt_gym, prompt_gym.remote, prompt_gym.targets, sys; "
             "print('openai' in sys.modules, 'torch' in sys.modules)")
