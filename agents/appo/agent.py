@@ -169,9 +169,14 @@ class APPOAgent(LLMPromptAgent):
         return self.config.shared_meta_prompt
 
     def _collect(self, callback: Any) -> bool:
-        """Run ``predict``/``step`` from a fresh reset until a batch is full; returns what ``on_step`` said."""
+        """Run ``predict``/``step`` from a fresh reset until a batch is full; returns what ``on_step`` said.
+
+        Finished episodes beyond the last batch (their target evaluations are paid) stay in the
+        buffer and open the next batch; only unfinished ones, which cost no evaluation yet, are
+        dropped by the reset.
+        """
         observation = self.env.reset(seed=self.config.seed if self.num_updates == 0 else None)
-        state, self._buffer, self._current = None, [], {}
+        state, self._current = None, {}
         keep_going = True
         while keep_going and not self.batch_ready:
             action, state = self.predict(observation, state)

@@ -80,8 +80,8 @@ def _set_counters(agent: Any, meta: dict[str, Any]) -> None:
 def write_checkpoint(agent: Any, folder: Path) -> None:
     """Write the full training state of ``agent`` into ``folder`` (called inside an atomic checkpoint)."""
     save_agent(agent, folder / "agent")
-    elites = [{"context": t.context, "actions": t.actions, "reward": t.reward} for t in agent.elites]
-    write_training_state(agent, folder, {"anchor_scores": agent.anchor_scores, "elites": elites})
+    write_training_state(agent, folder, {"anchor_scores": agent.anchor_scores, "elites": _episodes(agent.elites),
+                                         "finished": _episodes(agent._buffer)})
 
 
 def read_checkpoint(agent: Any, folder: Path) -> None:
@@ -96,5 +96,17 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
     _set_counters(agent, meta)
     state = read_training_state(agent, folder)
     agent.anchor_scores = [float(score) for score in state["anchor_scores"]]
-    agent.elites = [Trajectory([int(i) for i in e["context"]], [int(i) for i in e["actions"]], float(e["reward"]))
-                    for e in state["elites"]]
+    agent.elites = _trajectories(state["elites"])
+    agent._buffer = _trajectories(state["finished"])
+
+
+def _episodes(trajectories: list[Trajectory]) -> list[dict[str, Any]]:
+    """JSON-ready episodes: ids, reward and the final info's accuracy (what a later update reads)."""
+    return [{"context": t.context, "actions": t.actions, "reward": t.reward,
+             "info": {k: float(t.info[k]) for k in ("accuracy",) if k in t.info}} for t in trajectories]
+
+
+def _trajectories(episodes: list[dict[str, Any]]) -> list[Trajectory]:
+    """Inverse of :func:`_episodes`."""
+    return [Trajectory([int(i) for i in e["context"]], [int(i) for i in e["actions"]], float(e["reward"]),
+                       dict(e["info"])) for e in episodes]

@@ -126,3 +126,25 @@ def test_env_with_another_tokenizer_is_rejected(fresh_tiny_lm, toy_env):
     small_model = build_tiny_lm(WordTokenizer())
     with pytest.raises(ValueError, match="tokenizer"):
         APPOAgent(big, APPOConfig(), LORA, model=small_model, tokenizer=WordTokenizer())
+
+
+def test_finished_episodes_beyond_a_batch_open_the_next_one(tmp_path):
+    """A vector env can finish more episodes than a batch needs: they were paid for, so none is dropped."""
+    tokenizer = WordTokenizer()
+    envs = gym.make_vec("PromptTune-Toy-v0", 3, action_mode="text", max_prompt_tokens=3, num_demos=1,
+                        reward_batch_size=2)
+    config = APPOConfig(seed=0, batch_size=2, ppo_epochs=1, learning_rate=1e-2, elite_replay=0,
+                        anchor_check_interval=100, anchor_samples=1)
+    agent = APPOAgent(envs, config, LORA, model=build_tiny_lm(tokenizer), tokenizer=tokenizer)
+    agent.learn(total_updates=1, progress_bar=False)
+    assert len(agent._buffer) == 1  # 3 finished in one step, 2 trained on
+    leftover = agent._buffer[0].actions
+    agent.save_checkpoint(tmp_path)
+    restored = APPOAgent(envs, config, LORA, model=build_tiny_lm(tokenizer), tokenizer=tokenizer)
+    restored.load_checkpoint(tmp_path)
+    assert [t.actions for t in restored._buffer] == [leftover]
+    trained = []
+    original = agent._ppo_update
+    agent._ppo_update = lambda batch, fresh: trained.append([t.actions for t in batch]) or original(batch, fresh)
+    agent.learn(total_updates=2, progress_bar=False)
+    assert trained[0][0] == leftover
