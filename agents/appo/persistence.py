@@ -97,7 +97,7 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
     state = read_training_state(agent, folder)
     agent.anchor_scores = [float(score) for score in state["anchor_scores"]]
     agent.elites = _trajectories(state["elites"])
-    agent._buffer = _trajectories(state["finished"])
+    agent._buffer = _trajectories(state.get("finished", []))  # checkpoints before 2026-12-01 kept no overflow
 
 
 def _episodes(trajectories: list[Trajectory]) -> list[dict[str, Any]]:
