@@ -160,7 +160,8 @@ class RemoteClient:
 
         Raises:
             RemoteBudgetExhausted: The request or token budget is spent (nothing was sent).
-            RequestRefused: The server answered 4xx (other than 408/409/429).
+            RequestRefused: The server answered 4xx (other than 404, 408, 409, 429).
+            RemoteTargetError: The server answered 404 (an unknown model).
             ServerUnavailable: Every attempt failed.
         """
         import openai
