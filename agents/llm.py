@@ -17,6 +17,7 @@ how a group of prompts is judged on the same examples.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -144,6 +145,8 @@ class LLMPromptAgent(Agent):
         self._last_context: list[int] | None = None
         self._generated: dict[int, tuple[str, list[int]]] = {}  # text-mode predict's (text, ids) by row
         self.policy_acc = float("nan")  # the last eval/policy_accuracy measured
+        self.wall_time_s = 0.0  # training wall time before the current learn() call (restored on resume)
+        self._learn_started = time.perf_counter()
 
     def _check_vocab(self, model: Any) -> None:
         if self.env is None or self.env.action_mode != "token":
@@ -256,6 +259,15 @@ class LLMPromptAgent(Agent):
                 return Trajectory(context, actions or [self.eos_id], float(rewards[0]), dict(finals[0] or {}))
         raise RuntimeError("The environment did not end the episode after the prompt's last token.")
 
+    def start_clock(self) -> None:
+        """Start timing a ``learn`` call; :meth:`elapsed` adds it to the time of earlier calls and runs."""
+        self.wall_time_s = self.elapsed()
+        self._learn_started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of training wall time so far (earlier ``learn`` calls and resumed runs included)."""
+        return self.wall_time_s + time.perf_counter() - self._learn_started
+
     def _finished(self, total_timesteps: int | None, total_updates: int | None) -> bool:
         """Whether ``learn`` has reached ``total_timesteps`` env steps or ``total_updates`` updates."""
         return (total_updates is not None and self.num_updates >= total_updates) or (
@@ -278,6 +290,7 @@ class LLMPromptAgent(Agent):
         callback = as_callback(callback)
         callback.init_callback(self)
         callback.on_training_start(locals())
+        self.start_clock()
         bar = tqdm(total=total_updates, initial=self.num_updates, disable=not progress_bar,
                    desc=type(self).__name__, unit="update")
         while not self._finished(total_timesteps, total_updates):
@@ -304,6 +317,7 @@ class LLMPromptAgent(Agent):
         stats["time/target_evaluations"] = self._target_evaluations()
         stats["time/updates"] = self.num_updates
         stats["time/timesteps"] = self.num_timesteps
+        stats["time/wall_s"] = self.elapsed()
         for key, value in stats.items():
             self.logger.record(key, value)
         self.logger.dump(self.num_updates)

@@ -125,6 +125,7 @@ class PGGroupAgent(LLMPromptAgent):
 
         The starting policy's own accuracy is measured first (update 0), as every ``eval_interval`` updates later.
         """
+        self.start_clock()
         if self.num_updates == 0 and not self.logger.history:
             accuracy, _ = self.policy_accuracy(self.config.eval_samples)
             self.log_validation({"eval/policy_accuracy": accuracy})

@@ -10,6 +10,7 @@ the last measured policy accuracy and what the agent adds). Everything is read b
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def write_training_state(agent: Any, folder: Path, extra: dict[str, Any] | None 
                                          "agent": agent.rng.bit_generator.state})
     ckpt.save_tensors(folder / "rng.pt", {k: rng[k] for k in ("torch", "cuda") if k in rng})
     state = {name: getattr(agent, name) for name in COUNTERS}
-    state |= {"last_context": agent._last_context, "policy_accuracy": agent.policy_acc}
+    state |= {"last_context": agent._last_context, "policy_accuracy": agent.policy_acc, "wall_time_s": agent.elapsed()}
     ckpt.save_json(folder / "state.json", state | (extra or {}))
 
 
@@ -54,6 +55,8 @@ def read_training_state(agent: Any, folder: Path) -> dict[str, Any]:
         setattr(agent, name, int(state[name]))
     agent._last_context = state["last_context"]
     agent.policy_acc = float(state["policy_accuracy"])
+    agent.wall_time_s = float(state.get("wall_time_s", 0.0))  # checkpoints before 2026-12-01 did not time
+    agent._learn_started = time.perf_counter()
     return state
 
 

@@ -140,6 +140,7 @@ class APPOAgent(LLMPromptAgent):
         callback.on_training_start(locals())
         from tqdm.auto import tqdm
 
+        self.start_clock()
         bar = tqdm(total=total_updates, initial=self.num_updates, disable=not progress_bar, desc="APPO", unit="update")
         if self.num_updates == 0 and not self.logger.history:
             self._measure_start()
@@ -263,6 +264,7 @@ class APPOAgent(LLMPromptAgent):
 
     def _log_update(self, stats: dict[str, float]) -> None:
         stats["time/target_evaluations"] = self._target_evaluations()
+        stats["time/wall_s"] = self.elapsed()
         for key, value in stats.items():
             self.logger.record(key, value)
         self.logger.dump(self.num_updates)

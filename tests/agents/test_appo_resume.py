@@ -96,3 +96,16 @@ def test_checkpoint_holds_no_pickled_objects(env_factory, tmp_path):
     rng = json.loads((path / "rng.json").read_text())
     assert set(rng) == {"python", "numpy", "env", "agent"} and len(rng["env"]) == 1
     assert np.isfinite(json.loads((path / "agent" / "agent.json").read_text())["num_updates"])
+
+
+def test_wall_time_is_logged_and_survives_resume(env_factory, tmp_path):
+    agent = fresh(env_factory)
+    agent.learn(total_updates=2, progress_bar=False)
+    times = [r["time/wall_s"] for r in agent.logger.history]
+    assert times == sorted(times) and times[0] >= 0
+    agent.save_checkpoint(tmp_path / "ckpt")
+    resumed = fresh(env_factory)
+    resumed.load_checkpoint(tmp_path / "ckpt")
+    assert resumed.elapsed() >= times[-1]  # the clock goes on from the checkpoint's time
+    resumed.learn(total_updates=3, progress_bar=False)
+    assert resumed.logger.history[-1]["time/wall_s"] >= times[-1]
