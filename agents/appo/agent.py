@@ -3,13 +3,18 @@
 APPO is PPO whose KL reference is an *anchor*: a frozen copy of the policy that moves only after
 validated progress (see ``docs/appo.md`` and the reference digest §2.2). Each update:
 
-1. collect ``batch_size`` episodes (prompts) with the current policy;
-2. per-token rewards ``-kl_coef * (log pi - log pi_anchor)`` plus the env reward at the last token;
-3. GAE, then ``ppo_epochs`` passes of the clipped surrogate + clipped value loss;
-4. every ``anchor_check_interval`` updates, sample ``anchor_samples`` prompts from the policy and
-   from the anchor on the same meta-prompt and score both on the **validation** split: promote
-   (anchor <- policy) when the policy is better by more than ``anchor_threshold``, roll back
-   (policy <- anchor, optimizer state cleared) when it is worse by more than that.
+1. collect ``batch_size`` episodes (prompts) with the current policy (on a single env, all written
+   for one meta-prompt and judged on one reward batch: ``shared_meta_prompt``);
+2. add the ``elite_replay`` best episodes so far (self-imitation; 0 is the paper's on-policy PPO);
+3. advantages: critic-free (``advantage="batch"``: return-to-go, KL penalty to the anchor included,
+   minus the fresh episodes' mean return) or GAE with a value head (``"critic"``, the paper's);
+4. ``ppo_epochs`` passes of the clipped surrogate (+ the clipped value loss with a critic), at the
+   sampling temperature and without dropout, so the ratio is exactly 1 for unchanged weights;
+5. at update 0 and every ``anchor_check_interval`` updates, measure the policy's own accuracy
+   (``anchor_samples`` prompts from fixed validation meta-prompts, each scored on the whole
+   **validation** split) against the anchor's pooled estimate: promote (anchor <- policy) when
+   the policy is better by more than ``anchor_threshold``, roll back (policy <- anchor, optimizer
+   state cleared) when it is worse by more than that.
 
 Unlike the paper's public code, the anchor really is the KL reference, promotion copies weights
 (no aliasing), rollback keeps the optimizer attached to the trained parameters, and prompts are
