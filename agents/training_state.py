@@ -3,9 +3,9 @@
 Every LLM agent's checkpoint folder is ``agent/`` (what ``agent.save`` writes: configs, adapters,
 pool) plus the files written here: ``optimizer.pt`` (the optimizer's and, when the agent has one,
 the scheduler's ``state_dict``; absent for agents that do not train), ``rng.json`` / ``rng.pt``
-(python, numpy, torch and every env generator) and ``state.json`` (counters, the last meta-prompt,
-the last measured policy accuracy and what the agent adds). Everything is read back with JSON or
-``torch.load(weights_only=True)``.
+(python, numpy, torch and every env generator), ``state.json`` (counters, the last meta-prompt,
+the last measured policy accuracy and what the agent adds) and ``clock.json`` (training wall time).
+Everything is read back with JSON or ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 from prompt_gym import checkpoint as ckpt
 
 COUNTERS = ("num_updates", "num_timesteps")
+CLOCK_FILE = "clock.json"
+"""The training wall time so far: the one file of a checkpoint that differs between a run and its exact resume."""
 
 
 def write_training_state(agent: Any, folder: Path, extra: dict[str, Any] | None = None) -> None:
@@ -33,8 +35,9 @@ def write_training_state(agent: Any, folder: Path, extra: dict[str, Any] | None 
                                          "agent": agent.rng.bit_generator.state})
     ckpt.save_tensors(folder / "rng.pt", {k: rng[k] for k in ("torch", "cuda") if k in rng})
     state = {name: getattr(agent, name) for name in COUNTERS}
-    state |= {"last_context": agent._last_context, "policy_accuracy": agent.policy_acc, "wall_time_s": agent.elapsed()}
+    state |= {"last_context": agent._last_context, "policy_accuracy": agent.policy_acc}
     ckpt.save_json(folder / "state.json", state | (extra or {}))
+    ckpt.save_json(folder / CLOCK_FILE, {"wall_time_s": agent.elapsed()})
 
 
 def read_training_state(agent: Any, folder: Path) -> dict[str, Any]:
@@ -55,7 +58,8 @@ def read_training_state(agent: Any, folder: Path) -> dict[str, Any]:
         setattr(agent, name, int(state[name]))
     agent._last_context = state["last_context"]
     agent.policy_acc = float(state["policy_accuracy"])
-    agent.wall_time_s = float(state.get("wall_time_s", 0.0))  # checkpoints before 2026-12-01 did not time
+    clock = folder / CLOCK_FILE
+    agent.wall_time_s = float(ckpt.load_json(clock)["wall_time_s"]) if clock.is_file() else 0.0  # older: untimed
     agent._learn_started = time.perf_counter()
     return state
 

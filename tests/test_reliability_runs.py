@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from prompt_gym.agents.training_state import CLOCK_FILE
 from prompt_gym.checkpoint import MANIFEST, CheckpointError
 from prompt_gym.cli import main
 from prompt_gym.logging import read_log
@@ -77,6 +78,7 @@ def fingerprint(out: Path) -> dict:
     results = json.loads((out / "results.json").read_text())
     last = sorted((out / "checkpoints").glob("step-*"))[-1]
     hashes = json.loads((last / MANIFEST).read_text())["files"]
+    hashes.pop(CLOCK_FILE)  # wall time: the one file that differs between a run and its exact resume
     log = [(r["step"], r.get("time/target_evaluations"), r.get("rollout/reward")) for r in read_log(out / "log.jsonl")]
     return {"counts": {k: results[k] for k in COUNTS}, "selected": results["selected"], "log": log,
             "checkpoint": last.name, "files": hashes}
