@@ -2,9 +2,9 @@
 
 Every learning agent measures its policy at update 0 and every few updates: it samples prompts from
 fixed validation meta-prompts and scores each on the whole validation split (``eval/policy_accuracy``).
-This script reads those measurements from each run's log, prints a table (first and last
-measurement, the change, the best) and draws one figure with a panel per agent, against target-LLM
-evaluations and against wall-clock minutes of the run.
+This script reads those measurements from each run's log, prints a table (the measurement at
+update 0, the mean of the last three, the change, the best) and draws one figure with a panel per
+agent against target-LLM evaluations.
 
     python benchmarks/policy_curves.py runs/learn-sst2 --out benchmarks/figures/learn_sst2_policy.png
 """
@@ -39,14 +39,15 @@ def read_curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float, floa
 
 
 def summary_rows(curves: dict[str, dict[int, list[tuple[int, float, float]]]]) -> list[dict[str, Any]]:
-    """One row per (agent, seed): first and last measurement, their difference and the best one."""
+    """One row per (agent, seed): the first measurement, the mean of the last three, their difference, the best."""
     rows = []
     for agent, seeds in curves.items():
         for seed, points in sorted(seeds.items()):
-            first, last = points[0], points[-1]
-            rows.append({"agent": agent, "seed": seed, "first_update": first[0], "first": first[2],
-                         "last_update": last[0], "last": last[2], "change": last[2] - first[2],
-                         "best": max(p[2] for p in points), "evaluations": last[1]})
+            first, tail = points[0], points[-3:]
+            late = sum(p[2] for p in tail) / len(tail)
+            rows.append({"agent": agent, "seed": seed, "first": first[2], "late_updates": f"{tail[0][0]}-{tail[-1][0]}",
+                         "late": late, "change": late - first[2], "best": max(p[2] for p in points),
+                         "evaluations": tail[-1][1]})
     return rows
 
 
@@ -66,7 +67,7 @@ def plot(curves: dict[str, dict[int, list[tuple[int, float, float]]]], path: Pat
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     axes[0, 0].set_ylabel("policy's own val. accuracy")
-    fig.suptitle("mean validation accuracy of prompts sampled from the policy")
+    fig.suptitle("policy's own accuracy: mean val. accuracy of its sampled prompts", fontsize="medium")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -82,12 +83,11 @@ def main() -> None:
     curves = read_curves(args.folder)
     if not curves:
         raise SystemExit(f"No run in {args.folder} has logged {KEY} yet.")
-    print("| agent | seed | first (update) | last (update) | change | best | evaluations |")
+    print("| agent | seed | update 0 | last three checks (updates) | change | best check | evaluations |")
     print("|---|---|---|---|---|---|---|")
     for row in summary_rows(curves):
-        print(f"| {row['agent']} | {row['seed']} | {row['first']:.3f} ({row['first_update']}) | "
-              f"{row['last']:.3f} ({row['last_update']}) | {row['change']:+.3f} | {row['best']:.3f} | "
-              f"{row['evaluations']:.0f} |")
+        print(f"| {row['agent']} | {row['seed']} | {row['first']:.3f} | {row['late']:.3f} ({row['late_updates']}) | "
+              f"{row['change']:+.3f} | {row['best']:.3f} | {row['evaluations']:.0f} |")
     print(plot(curves, args.out or args.folder / "policy_curves.png"))
 
 
