@@ -9,7 +9,8 @@ are the preset ``"paper"`` (:data:`PRESETS`, :meth:`APPOConfig.from_preset`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from prompt_gym.agents.base import require
@@ -162,6 +163,13 @@ class APPOConfig:
     final_samples: int = 4
 
     def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            require(not isinstance(value, float) or math.isfinite(value), f"{name} must be a finite number, got {value}.")
+        for name in ("batch_size", "elite_replay", "ppo_epochs", "anchor_check_interval", "anchor_samples",
+                     "pool_size", "final_samples"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool),
+                    f"{name} must be an integer, got {value!r}.")
         require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}.")
         require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}.")
         require(self.advantage in ADVANTAGES, f"advantage must be one of {ADVANTAGES}, got {self.advantage!r}.")

@@ -71,7 +71,9 @@ def test_checkpoint_is_atomic_and_verified(env_factory, tmp_path):
     assert not list(tmp_path.glob(".step-*"))  # no staging folders left behind
     (second / "optimizer.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
-        fresh(env_factory).load_checkpoint(tmp_path)
+        fresh(env_factory).load_checkpoint(second)  # a named step folder is verified, no fallback
+    with pytest.warns(UserWarning, match="step-000002 is corrupt"):
+        assert fresh(env_factory).load_checkpoint(tmp_path) == first  # the run folder falls back to a verified one
     (first / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="incomplete"):
         fresh(env_factory).load_checkpoint(first)

@@ -90,3 +90,12 @@ def test_preset_paper_then_flags_override():
     assert (default.learning_rate, default.advantage) == (APPOConfig().learning_rate, APPOConfig().advantage)
     with pytest.raises(ValueError, match="Unknown APPO preset"):
         APPOConfig.from_preset("papr")
+
+
+@pytest.mark.parametrize("bad", [{"kl_coef": float("inf")}, {"learning_rate": float("nan")}, {"batch_size": 2.5},
+                                 {"anchor_samples": True}])
+def test_appo_config_refuses_non_finite_numbers_and_non_integer_counts(bad):
+    from prompt_gym.agents.appo.config import APPOConfig
+
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        APPOConfig(**bad)
