@@ -58,7 +58,7 @@ def plot(curves: dict[str, dict[int, list[tuple[int, float, float]]]], path: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(curves), figsize=(max(6.0, 4.2 * len(curves)), 3.6), sharey=True, squeeze=False)
     for axis, (agent, seeds) in zip(axes[0], curves.items(), strict=True):
         for index, (seed, points) in enumerate(sorted(seeds.items())):
             axis.plot([p[1] for p in points], [p[2] for p in points], "o-", color=f"C{index}", label=f"seed {seed}")
