@@ -6,7 +6,7 @@ envs, a fixed number of updates or a wall-time budget, whichever ends first; the
 chosen on validation and reported on the full test split (on TTE the trained policy writes one
 prompt per test input instead). Writes one run folder per env and prints a Markdown table.
 
-    PROMPT_GYM_DATA_DIR=/work/shared/data python benchmarks/learn_families.py --out runs/families \\
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/learn_families.py --out runs/families \\
         --updates 8 --minutes 6 --threads 1
 """
 

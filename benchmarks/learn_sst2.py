@@ -3,7 +3,7 @@
 Reports the test accuracy of the learned prompt (chosen on validation) next to the manual and the
 empty prompt, the wall time and the learning curve (``curves.png`` in the run folder).
 
-    PROMPT_GYM_DATA_DIR=/work/shared/data python benchmarks/learn_sst2.py --out runs/learn_sst2 \\
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/learn_sst2.py --out runs/learn_sst2 \\
         --updates 12 --minutes 9 --threads 2
 """
 

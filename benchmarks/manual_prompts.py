@@ -7,7 +7,7 @@ induction. For classification it also prints the share of the most-predicted cla
 the verbalizer is "dead": the target gives one answer to everything). TTE-SST2 is not listed: its
 manual baseline writes the same prompt for every input, i.e. the SST-2 row.
 
-    PROMPT_GYM_DATA_DIR=/work/shared/data python benchmarks/manual_prompts.py \\
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/manual_prompts.py \\
         --classification 64 --ii 10 --mmlu 5 --json manual.json [--only SUBSTRING ...]
 """
 

@@ -5,7 +5,7 @@ the fraction of examples predicted as each class, on the balanced 16-shot dev fi
 and 21 (the tasks' validation data; never test). A verbalizer that predicts one class for
 (nearly) every input is "dead" for this model.
 
-    PROMPT_GYM_DATA_DIR=/work/shared/data python benchmarks/task_suite_verbalizers.py [task ...]
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/task_suite_verbalizers.py [task ...]
 """
 
 from __future__ import annotations
