@@ -109,4 +109,4 @@ def _episodes(trajectories: list[Trajectory]) -> list[dict[str, Any]]:
 def _trajectories(episodes: list[dict[str, Any]]) -> list[Trajectory]:
     """Inverse of :func:`_episodes`."""
     return [Trajectory([int(i) for i in e["context"]], [int(i) for i in e["actions"]], float(e["reward"]),
-                       dict(e["info"])) for e in episodes]
+                       dict(e.get("info", {}))) for e in episodes]  # elites before 2026-12-01 kept no info
