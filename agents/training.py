@@ -309,7 +309,7 @@ def run_training(
     from prompt_gym.logging import Logger, read_log, truncate_log
     from prompt_gym.models import load_causal_lm
     from prompt_gym.plotting import plot_curves
-    from prompt_gym.test_time import TestTimeSampler
+    from prompt_gym.tte import TTESampler
 
     out = Path(settings.out)
     check_run_folder(out, resume, overwrite)
@@ -339,7 +339,7 @@ def run_training(
                 progress_bar=progress_bar)
     logger.close()
     task, scorer, sampler = agent.env.attr("task"), agent.env.attr("scorer"), agent.env.attr("sampler")
-    test_time = isinstance(sampler, TestTimeSampler)
+    test_time = isinstance(sampler, TTESampler)
     chosen = None if test_time else agent.select_prompt()
     evaluations = agent._target_evaluations()  # training and selection; test scoring is not counted
     prompts = {"manual": task.manual_prompt, "empty": ""} | ({} if test_time else {"learned": chosen["prompt"]})
@@ -375,12 +375,12 @@ def policy_accuracy_trend(records: list[dict[str, Any]]) -> dict[str, Any] | Non
 def _test_time_learned(agent: Any, sampler: Any, scorer: Any, seed: int, out: Path) -> dict[str, Any]:
     """The policy writes one prompt per test input (greedy); score each on its input, keep them on disk."""
     from prompt_gym import checkpoint as ckpt
-    from prompt_gym.test_time import evaluate_test_time
+    from prompt_gym.tte import evaluate_tte
 
     def write(meta_prompts: list[str]) -> list[str]:
         return list(agent.predict(tuple(meta_prompts), deterministic=True)[0])
 
-    result = evaluate_test_time(sampler, scorer, write, split="test", seed=seed)
+    result = evaluate_tte(sampler, scorer, write, split="test", seed=seed)
     inputs = [example.input for example in sampler.task.split("test")]
     ckpt.save_json(out / TEST_TIME_PROMPTS_FILE, [
         {"input": text, "prompt": prompt, "score": score}

@@ -8,7 +8,7 @@ from prompt_gym.envs.prompt_tune import PromptTuneEnv
 from prompt_gym.envs.vector import PromptTuneVectorEnv
 from prompt_gym.episode import EpisodeSampler
 from prompt_gym.tasks import Task
-from prompt_gym.test_time import TestTimeSampler
+from prompt_gym.tte import TTESampler
 
 
 class TestTimeEditEnv(PromptTuneEnv):
@@ -19,7 +19,7 @@ class TestTimeEditEnv(PromptTuneEnv):
 
     * ``reset`` draws one training input and ``num_demos`` (default 3, as in the paper)
       demonstrations from the validation split; the meta-prompt
-      (:data:`prompt_gym.test_time.TEST_TIME_REQUEST`) shows the demonstrations and the current
+      (:data:`prompt_gym.tte.TTE_REQUEST`) shows the demonstrations and the current
       input (never its answer).
     * The reward batch is that one input: with the default ``"stableprompt"`` reward, ``30 *
       correct + gap`` (the paper's TTE code uses ``-CE + 10 * correct``).
@@ -27,7 +27,7 @@ class TestTimeEditEnv(PromptTuneEnv):
 
     Works for any registered task (``gym.make("PromptTune-TTE-SST2-v0", task="mrpc")``), and as a
     native vector env (``gym.make_vec``: :class:`TestTimeEditVectorEnv`).
-    Evaluation writes one prompt per test input: :func:`prompt_gym.test_time.evaluate_test_time`
+    Evaluation writes one prompt per test input: :func:`prompt_gym.tte.evaluate_tte`
     with ``env.unwrapped.sampler`` and ``env.unwrapped.scorer``.
 
     Example:
@@ -49,7 +49,7 @@ class TestTimeEditEnv(PromptTuneEnv):
     def _make_sampler(
         self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int
     ) -> EpisodeSampler:
-        return TestTimeSampler(self.task, self.tokenizer, num_demos, max_meta_prompt_tokens)
+        return TTESampler(self.task, self.tokenizer, num_demos, max_meta_prompt_tokens)
 
     def _meta_prompt_charset(self) -> str:
         """Every character a meta-prompt can hold, now including the current input of any split."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prompt_gym import test_time
+from prompt_gym import tte
 from prompt_gym.data import DataError
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.generation import BaseGenerationScorer, GenerationScorer, _LineDone
@@ -118,21 +118,21 @@ def test_evaluate_prompts_on_a_generation_task():
 def test_evaluate_test_time_matches_one_prompt_evaluation():
     task = get_task("toy")
     scorer = task.default_scorer(task)
-    sampler = test_time.TestTimeSampler(task, WordTokenizer(), num_demos=3, max_meta_prompt_tokens=512)
+    sampler = tte.TTESampler(task, WordTokenizer(), num_demos=3, max_meta_prompt_tokens=512)
     seen = []
 
     def writer(metas):
         seen.extend(metas)
         return [task.manual_prompt] * len(metas)
 
-    result = test_time.evaluate_test_time(sampler, scorer, writer, split="test", batch_size=3)
+    result = tte.evaluate_tte(sampler, scorer, writer, split="test", batch_size=3)
     assert result["num_examples"] == 8 and len(seen) == 8 and result["prompts"] == [task.manual_prompt] * 8
     assert result["accuracy"] == evaluate_prompts(scorer, task, [task.manual_prompt])[0]["accuracy"]
     assert all(f"Input: {e.input}\n" in meta for e, meta in zip(task.split("test"), seen, strict=True))
-    again = test_time.evaluate_test_time(sampler, scorer, writer, split="test", limit=4, seed=0)
+    again = tte.evaluate_tte(sampler, scorer, writer, split="test", limit=4, seed=0)
     assert again["num_examples"] == 4 and seen[8:12] == seen[:4]  # same seed, same meta-prompts
     with pytest.raises(ValueError, match="one prompt per meta-prompt"):
-        test_time.evaluate_test_time(sampler, scorer, lambda metas: ["x"], split="test", batch_size=2)
+        tte.evaluate_tte(sampler, scorer, lambda metas: ["x"], split="test", batch_size=2)
 
 
 def test_custom_task_example_runs(capsys):

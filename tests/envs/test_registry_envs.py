@@ -187,13 +187,13 @@ def test_real_mmlu_env(real_lm):
 @pytest.mark.slow
 def test_real_test_time_editing(real_lm):
     from prompt_gym.evaluation import evaluate_prompts
-    from prompt_gym.test_time import evaluate_test_time
+    from prompt_gym.tte import evaluate_tte
 
     env = gym.make("PromptTune-TTE-SST2-v0", target=real_lm).unwrapped
     obs, info = env.reset(seed=0)
     assert obs["input_ids"].shape == env.observation_space["input_ids"].shape
     manual = env.task.manual_prompt
-    result = evaluate_test_time(env.sampler, env.scorer, lambda metas: [manual] * len(metas), limit=12)
+    result = evaluate_tte(env.sampler, env.scorer, lambda metas: [manual] * len(metas), limit=12)
     subset = env.task.split("test")[:12]
     task = dataclasses.replace(env.task, splits={**env.task.splits, "test": subset})
     assert result["accuracy"] == pytest.approx(evaluate_prompts(env.scorer, task, [manual])[0]["accuracy"])

@@ -1,8 +1,8 @@
 """Test-time editing (TTE-StablePrompt): one prompt per input.
 
 The agent sees the task's demonstrations *and the current input* and writes a prompt for that
-input only; the reward is the target's result on that input. :class:`TestTimeSampler` draws such
-episodes (one training input each); :func:`evaluate_test_time` writes one prompt per test input
+input only; the reward is the target's result on that input. :class:`TTESampler` draws such
+episodes (one training input each); :func:`evaluate_tte` writes one prompt per test input
 with any prompt writer (an agent, a baseline) and scores it.
 
 Unlike the paper's code (reference digest §2.4, item 11), the current input is always in the
@@ -20,7 +20,7 @@ from prompt_gym.data import Example
 from prompt_gym.episode import Episode, EpisodeSampler
 from prompt_gym.generation import is_generation_scorer
 
-TEST_TIME_REQUEST = (
+TTE_REQUEST = (
     "I want to give a friend an instruction that helps them answer one input. Here are {count} example "
     "input-output pairs of the same task:\n\n{pairs}\n\nThis is the input my friend must answer:\n"
     "Input: {current}\n\nWrite an instruction that helps my friend give the right output for this input. "
@@ -32,7 +32,7 @@ PromptWriter = Callable[[list[str]], list[str]]
 """Writes one prompt per meta-prompt (a batch of observations in text form)."""
 
 
-class TestTimeSampler(EpisodeSampler):
+class TTESampler(EpisodeSampler):
     """Episodes of test-time editing: one training input per episode, shown in the meta-prompt.
 
     Args:
@@ -45,7 +45,7 @@ class TestTimeSampler(EpisodeSampler):
 
     def __init__(
         self, task: Any, tokenizer: Any, num_demos: int, max_meta_prompt_tokens: int,
-        request: str = TEST_TIME_REQUEST,
+        request: str = TTE_REQUEST,
     ) -> None:
         super().__init__(task, tokenizer, num_demos, 1, max_meta_prompt_tokens)
         if "{current}" not in request:
@@ -65,8 +65,8 @@ class TestTimeSampler(EpisodeSampler):
         return self.episode(demos, [example], request=self.request.replace("{current}", current))
 
 
-def evaluate_test_time(
-    sampler: TestTimeSampler,
+def evaluate_tte(
+    sampler: TTESampler,
     scorer: Any,
     write_prompts: PromptWriter,
     split: str = "test",
