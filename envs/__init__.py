@@ -15,21 +15,13 @@ register(
     kwargs={"task": "toy", "max_prompt_tokens": 12, "num_demos": 3, "reward_batch_size": 8},
 )
 
-# --- Few-shot classification -----------------------------------------------------------------
-register(
-    id="PromptTune-SST2-v0",
-    entry_point="prompt_gym.envs.prompt_tune:PromptTuneEnv",
-    vector_entry_point="prompt_gym.envs.vector:PromptTuneVectorEnv",
-    kwargs={"task": "sst2"},
-)
-
-# --- Task suite (prompt_gym.task_suite): data is read at make time -----------------------------
-for _infix, (_task, _kwargs) in CLASSIFICATION_ENVS.items():
+# --- Few-shot classification (SST-2 and the suite, prompt_gym.task_suite): data is read at make time
+for _infix, (_spec, _kwargs) in CLASSIFICATION_ENVS.items():
     register(
         id=f"PromptTune-{_infix}-v0",
         entry_point="prompt_gym.envs.prompt_tune:PromptTuneEnv",
         vector_entry_point="prompt_gym.envs.vector:PromptTuneVectorEnv",
-        kwargs={"task": _task, **_kwargs},
+        kwargs={"task": _spec.name, **_kwargs},
     )
 
 for _name in II_TASKS:
@@ -52,7 +44,7 @@ for _subject in MMLU_SUBJECTS:
 # --- Test-time editing: one prompt per input (any task via task=...) --------------------------
 register(
     id="PromptTune-TTE-SST2-v0",
-    entry_point="prompt_gym.envs.test_time_edit:TestTimeEditEnv",
-    vector_entry_point="prompt_gym.envs.test_time_edit:TestTimeEditVectorEnv",
+    entry_point="prompt_gym.envs.tte:TTEEnv",
+    vector_entry_point="prompt_gym.envs.tte:TTEVectorEnv",
     kwargs={"task": "sst2"},
 )

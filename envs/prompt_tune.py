@@ -11,7 +11,9 @@ import numpy as np
 from gymnasium import spaces
 
 from prompt_gym.checks import check_choice, check_int, check_optional_int, check_type
-from prompt_gym.episode import Episode, EpisodeSampler, PromptJudge
+from prompt_gym.data import Example
+from prompt_gym.episode import Episode, EpisodeSampler
+from prompt_gym.rewards import PromptJudge, RewardFunction
 from prompt_gym.scoring import Scorer
 from prompt_gym.targets import Target, make_scorer, make_tokenizer
 from prompt_gym.tasks import Task, get_task
@@ -50,8 +52,9 @@ class PromptTuneEnv(gym.Env):
     ## Rewards
 
     0 until the prompt is finished, then ``reward`` (default ``"stableprompt"``:
-    ``30 * accuracy + gap``, see :mod:`prompt_gym.rewards`; also ``"accuracy"`` and ``"margin"``)
-    computed on the reward batch. Generation tasks (instruction induction): the target writes an
+    ``30 * accuracy + gap``, see :mod:`prompt_gym.rewards`; also ``"accuracy"`` and ``"margin"``,
+    or a callable ``f(scores, gaps, **reward_kwargs) -> (rewards, parts)``) computed on the reward
+    batch. Generation tasks (instruction induction): the target writes an
     answer greedily and the task metric scores it; ``"stableprompt"`` is ``30 *`` the mean
     metric, ``"accuracy"`` the mean metric, and ``info["accuracy"]`` holds the mean metric.
 
@@ -75,6 +78,28 @@ class PromptTuneEnv(gym.Env):
     ``meta_prompt``, ``prompt`` (decoded so far), ``demo_uids``; at the end ``reward``,
     ``accuracy``, ``gap`` and ``prompt_truncated``.
 
+    ## Attributes agents may read
+
+    The contract between envs and agents (``prompt_gym.agents.rollout.PromptEnv``); agents read
+    these from ``env.unwrapped`` and nothing else:
+
+    | attribute | meaning |
+    |---|---|
+    | ``task`` | the :class:`~prompt_gym.tasks.Task` (agents validate prompts on its validation split) |
+    | ``scorer`` | the target (``scorer.num_evaluations`` counts its evaluations) |
+    | ``tokenizer`` | the env tokenizer (the agent LLM's, in token mode) |
+    | ``action_mode`` | ``"token"`` or ``"text"`` |
+    | ``max_prompt_tokens`` | longest prompt an episode accepts |
+    | ``evaluations_per_episode`` | target evaluations one finished episode costs (read-only) |
+    | ``observation_length`` | width ``L`` of a token-mode observation |
+    | ``pad_token_id`` | padding id of token-mode observations |
+    | ``eos_token_id`` | the token that ends an episode in token mode |
+    | ``sampler`` | the episode sampler (``sampler.sample(rng).meta_ids`` draws a meta-prompt) |
+
+    The vector env (:class:`~prompt_gym.envs.vector.PromptTuneVectorEnv`) drives each
+    sub-environment through four public members: :meth:`check_action`, :meth:`apply` (act without
+    scoring), :attr:`reward_examples` (what a finished prompt is scored on) and :meth:`observation`.
+
     ## Arguments
 
     | argument | default | meaning |
@@ -84,7 +109,7 @@ class PromptTuneEnv(gym.Env):
     | ``tokenizer`` | target's | env/agent tokenizer: object or model spec |
     | ``target`` | default model | model spec or ``(model, tokenizer)`` |
     | ``scorer`` | built | a ready scorer (shares one model between envs) |
-    | ``reward`` / ``reward_kwargs`` | ``"stableprompt"`` | reward function and its options |
+    | ``reward`` / ``reward_kwargs`` | ``"stableprompt"`` | reward function (a name or a callable) and its options |
     | ``num_demos`` | 5 | demonstrations in the meta-prompt |
     | ``max_prompt_tokens`` | 48 | longest prompt |
     | ``reward_batch_size`` | 16 | training examples per reward |
@@ -119,7 +144,7 @@ class PromptTuneEnv(gym.Env):
         tokenizer: Any = None,
         target: Target | None = None,
         scorer: Scorer | None = None,
-        reward: str = "stableprompt",
+        reward: str | RewardFunction = "stableprompt",
         reward_kwargs: dict[str, Any] | None = None,
         num_demos: int = 5,
         max_prompt_tokens: int = 48,
@@ -134,7 +159,6 @@ class PromptTuneEnv(gym.Env):
         check_choice("action_mode", action_mode, ACTION_MODES)
         check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
         check_type("task", task, (str, Task), "a task name (see prompt_gym.list_tasks()) or a Task")
-        check_type("reward", reward, str, "the name of a reward function ('stableprompt', 'accuracy', 'margin')")
         check_type("reward_kwargs", reward_kwargs, (dict, type(None)), "None or a dict of the reward's options")
         check_type("test_split", test_split, (str, type(None)), "None or a split file name ('validation', 'test')")
         check_int("num_demos", num_demos, minimum=0)
@@ -145,7 +169,7 @@ class PromptTuneEnv(gym.Env):
         check_int("scorer_batch_size", scorer_batch_size, minimum=1)
         check_optional_int("max_new_tokens", max_new_tokens, minimum=1)
         if isinstance(task, str):
-            task = get_task(task, seed=data_seed, test_split=test_split) if task != "toy" else get_task(task)
+            task = get_task(task, seed=data_seed, test_split=test_split)
         self.task = task
         self.action_mode = action_mode
         self.render_mode = render_mode
@@ -155,6 +179,7 @@ class PromptTuneEnv(gym.Env):
         self.sampler = self._make_sampler(num_demos, reward_batch_size, max_meta_prompt_tokens)
         self.judge = PromptJudge(self.scorer, reward, reward_kwargs)
         self.eos_token_id = self.tokenizer.eos_token_id
+        # a tokenizer given by the user (or loaded by spec) may have no pad token, as GPT-2's
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_id
         self.vocab_size = len(self.tokenizer)
         self.observation_length = max_meta_prompt_tokens + max_prompt_tokens
@@ -175,29 +200,51 @@ class PromptTuneEnv(gym.Env):
         """Build the episode sampler (subclasses change what an episode shows and scores)."""
         return EpisodeSampler(self.task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens)
 
+    @property
+    def evaluations_per_episode(self) -> int:
+        """Target evaluations one finished episode costs: one per example of its reward batch.
+
+        An upper bound: pairs the scorer has already cached cost nothing.
+        """
+        return self.sampler.reward_batch_size
+
+    @property
+    def reward_examples(self) -> list[Example]:
+        """The training examples the current episode's prompt is scored on.
+
+        Raises:
+            RuntimeError: No episode has started (call :meth:`reset` first).
+        """
+        return self._current_episode().reward_examples
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Draw demonstrations and a reward batch; return the meta-prompt observation."""
         super().reset(seed=seed)
         self._episode = self.sampler.sample(self.np_random)
         self._done = False
-        return self._observation(), self._info("")
+        return self.observation(), self._info("")
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Append a token (token mode) or submit the whole prompt (text mode)."""
-        finished, info = self._act(action)
+        finished, info = self.apply(action)
         reward = 0.0
         if finished:
-            result = self.judge.judge([info["prompt"]], [self._episode.reward_examples])[0]
+            result = self.judge.judge([info["prompt"]], [self.reward_examples])[0]
             reward = result.pop("reward")
             info |= result
-        return self._observation(), reward, finished, False, info
+        return self.observation(), reward, finished, False, info
 
-    def _act(self, action: Any) -> tuple[bool, dict[str, Any]]:
-        """Apply ``action`` without scoring; return ``(finished, info)``.
+    def apply(self, action: Any) -> tuple[bool, dict[str, Any]]:
+        """Apply ``action`` as :meth:`step` does, without scoring; return ``(finished, info)``.
 
-        The vector env calls this on each sub-env, then scores every finished prompt in one call.
+        The vector env calls this on each sub-environment, then scores every finished prompt (on
+        its :attr:`reward_examples`) in one target call. A finished episode stays finished until
+        :meth:`reset`.
+
+        Raises:
+            RuntimeError, TypeError, ValueError: As :meth:`check_action`.
         """
-        action = self._check_action(action)
+        action = self.check_action(action)
         episode = self._episode
         truncated_prompt = False
         if self.action_mode == "token":
@@ -224,7 +271,7 @@ class PromptTuneEnv(gym.Env):
             info["prompt_truncated"] = truncated_prompt
         return finished, info
 
-    def _check_action(self, action: Any) -> int | str:
+    def check_action(self, action: Any) -> int | str:
         """Validate ``action`` for the current episode without changing anything; return it normalised.
 
         Raises:
@@ -274,8 +321,13 @@ class PromptTuneEnv(gym.Env):
             return action.strip()
         return self.tokenizer.decode(self._episode.prompt_ids, skip_special_tokens=True).strip()
 
-    def _observation(self) -> Any:
-        episode = self._episode
+    def observation(self) -> Any:
+        """Return the current observation: left-padded ids and mask (token mode) or the meta-prompt (text mode).
+
+        Raises:
+            RuntimeError: No episode has started (call :meth:`reset` first).
+        """
+        episode = self._current_episode()
         if self.action_mode == "text":
             return episode.meta_prompt
         ids = episode.meta_ids + episode.prompt_ids
@@ -284,6 +336,11 @@ class PromptTuneEnv(gym.Env):
         input_ids[self.observation_length - len(ids) :] = ids
         mask[self.observation_length - len(ids) :] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
+
+    def _current_episode(self) -> Episode:
+        if self._episode is None:
+            raise RuntimeError("No episode has started; call reset() first.")
+        return self._episode
 
     def _info(self, prompt: str) -> dict[str, Any]:
         return {"meta_prompt": self._episode.meta_prompt, "prompt": prompt, "demo_uids": list(self._episode.demo_uids)}

@@ -10,7 +10,7 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array,
 
 from prompt_gym.checks import check_int
 from prompt_gym.envs.prompt_tune import PromptTuneEnv
-from prompt_gym.episode import PromptJudge
+from prompt_gym.rewards import PromptJudge, RewardFunction
 from prompt_gym.tasks import Task
 
 
@@ -66,6 +66,14 @@ class PromptTuneVectorEnv(VectorEnv):
     The single environment's keys, batched by Gymnasium's rule (``info[key][i]`` with the mask
     ``info["_" + key]``), plus ``final_obs`` and ``final_info`` on the steps that finish prompts.
 
+    ## Attributes agents may read
+
+    ``task``, ``tokenizer``, ``scorer`` (shared by every sub-environment) and
+    ``evaluations_per_episode`` directly; the rest of the single environment's list ("Attributes
+    agents may read" in :class:`~prompt_gym.envs.prompt_tune.PromptTuneEnv`) through
+    ``get_attr(name)``. Each step drives the sub-environments only through their public
+    ``check_action``, ``apply``, ``reward_examples`` and ``observation``.
+
     ## Arguments
 
     | argument | default | meaning |
@@ -101,7 +109,7 @@ class PromptTuneVectorEnv(VectorEnv):
         num_envs: int = 1,
         task: str | Task = "sst2",
         *,
-        reward: str = "stableprompt",
+        reward: str | RewardFunction = "stableprompt",
         reward_kwargs: dict[str, Any] | None = None,
         reward_normalization: str | None = None,
         render_mode: str | None = None,
@@ -165,25 +173,30 @@ class PromptTuneVectorEnv(VectorEnv):
             raise ValueError(f"Expected {self.num_envs} actions (one per sub-env), got {len(actions)}.")
         for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             try:
-                env._check_action(action)
+                env.check_action(action)
             except (TypeError, ValueError, RuntimeError) as error:
                 raise type(error)(f"Sub-environment {i}: {error} No sub-environment was stepped.") from None
-        acted = [env._act(action) for env, action in zip(self.envs, actions, strict=True)]
+        acted = [env.apply(action) for env, action in zip(self.envs, actions, strict=True)]
         finished = [i for i, (done, _) in enumerate(acted) if done]
         prompts = [acted[i][1]["prompt"] for i in finished]
-        results = self.judge.judge(prompts, [self.envs[i]._episode.reward_examples for i in finished])
+        results = self.judge.judge(prompts, [self.envs[i].reward_examples for i in finished])
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=np.bool_)
         infos: dict[str, Any] = {}
         for i, result in zip(finished, results, strict=True):
             rewards[i] = result.pop("reward")
             terminations[i] = True
-            final = {"final_obs": self.envs[i]._observation(), "final_info": acted[i][1] | result}
+            final = {"final_obs": self.envs[i].observation(), "final_info": acted[i][1] | result}
             infos = self._add_info(infos, final, i)
             acted[i] = (True, self.envs[i].reset()[1])
         for i, (_, info) in enumerate(acted):
             infos = self._add_info(infos, info, i)
         return self._observations(), rewards, terminations, np.zeros(self.num_envs, dtype=np.bool_), infos
+
+    @property
+    def evaluations_per_episode(self) -> int:
+        """Target evaluations one finished episode of any sub-environment costs (see ``PromptTuneEnv``)."""
+        return self.envs[0].evaluations_per_episode
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """Return attribute ``name`` of every sub-environment (as ``SyncVectorEnv.get_attr``)."""
@@ -210,5 +223,5 @@ class PromptTuneVectorEnv(VectorEnv):
             env.close()
 
     def _observations(self) -> Any:
-        space, observations = self.single_observation_space, [env._observation() for env in self.envs]
+        space, observations = self.single_observation_space, [env.observation() for env in self.envs]
         return concatenate(space, observations, create_empty_array(space, self.num_envs))

@@ -18,8 +18,7 @@ import prompt_gym
 from prompt_gym.data import DataError
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.generation import BaseGenerationScorer
-from prompt_gym.scoring import RuleScorer
-from prompt_gym.vocab import WordTokenizer
+from prompt_gym.toy import RuleScorer, WordTokenizer
 
 REVIEWS = [("a joy from start to finish", 1), ("dull and far too long", 0), ("warm funny and smart", 1),
            ("a lazy mess", 0), ("great cast and a great story", 1), ("tedious and flat", 0),

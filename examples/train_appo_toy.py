@@ -21,7 +21,7 @@ from prompt_gym.agents.appo.agent import APPOAgent
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.testing import build_tiny_lm
-from prompt_gym.vocab import WordTokenizer
+from prompt_gym.toy import WordTokenizer
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """prompt-gym: prompt tuning as reinforcement learning, in Gymnasium's shape.
 
-Importing the package registers the environments (``PromptTune-SST2-v0``, ``PromptTune-Toy-v0``,
+Importing the package registers the built-in tasks (:mod:`prompt_gym.toy`,
+:mod:`prompt_gym.task_suite`) and the environments (``PromptTune-SST2-v0``, ``PromptTune-Toy-v0``,
 ...) with Gymnasium. It imports neither torch nor transformers: models load when an environment
 or agent is made.
 
@@ -13,16 +14,17 @@ Example:
 
 from __future__ import annotations
 
+from gymnasium.envs.registration import registry as _registry
+
+# The task modules and prompt_gym.envs are imported for their side effect: registration.
+import prompt_gym.envs  # noqa: F401
+import prompt_gym.task_suite  # noqa: F401
+import prompt_gym.toy  # noqa: F401
+from prompt_gym.tasks import get_task, list_tasks, make_task, register_task
+
 __version__ = "0.1.0"
 
-from prompt_gym.tasks import get_task, list_tasks, make_task, register_task  # noqa: E402
-
 __all__ = ["ENV_IDS", "__version__", "get_task", "list_tasks", "make_task", "register_task"]
-
-# Imported last, for its side effect of registering the environments.
-from gymnasium.envs.registration import registry as _registry  # noqa: E402
-
-import prompt_gym.envs  # noqa: E402,F401
 
 ENV_IDS: tuple[str, ...] = tuple(
     env_id for env_id, spec in _registry.items() if str(spec.entry_point).startswith("prompt_gym.")

@@ -1,10 +1,15 @@
 """The paper's task suite: few-shot classification, Instruction Induction and MMLU by subject.
 
 Every task here is a factory that reads ``$PROMPT_GYM_DATA_DIR`` (the project's shared data, see
-its README) only when it is built; :mod:`prompt_gym.tasks` adds :func:`suite_factories` to its
-registry on first use, and :mod:`prompt_gym.envs` registers one environment per task from the
-tables below (:data:`CLASSIFICATION_ENVS`, :data:`II_TASKS`, :data:`MMLU_SUBJECTS`). Splits, input
-formats, verbalizers and the measurements behind them are documented in ``docs/tasks.md``.
+its README) only when it is built. Importing this module registers every factory with
+:func:`prompt_gym.tasks.register_task` (``prompt_gym`` imports it), and :mod:`prompt_gym.envs`
+registers one environment per task from the tables below (:data:`CLASSIFICATION_ENVS`,
+:data:`II_TASKS`, :data:`MMLU_SUBJECTS`). Splits, input formats, verbalizers and the measurements
+behind them are documented in ``docs/tasks.md``.
+
+Adding a few-shot classification task takes two edits here: a :class:`ClassificationSpec`, and a
+row in :data:`CLASSIFICATION_ENVS` (its env id infix and the ``max_meta_prompt_tokens`` its longest
+demonstrations need).
 """
 
 from __future__ import annotations
@@ -19,12 +24,19 @@ import numpy as np
 
 from prompt_gym import data as _data
 from prompt_gym.data import DataError, Example
-from prompt_gym.tasks import ClassificationSpec, Task, TaskFactory
+from prompt_gym.tasks import ClassificationSpec, Task, TaskFactory, register_task
 
 # --- Few-shot classification -------------------------------------------------------------------
-# Input formats follow the paper's (stableprompt.md §3) with our "name: value" spelling. The
+# Input formats follow StablePrompt's (Kwon et al. 2024) with our "name: value" spelling. The
 # verbalizers are the paper's except where a measurement on SmolLM2-135M-Instruct says otherwise:
-# `python benchmarks/task_suite_verbalizers.py` (numbers in docs/tasks.md and each spec's note).
+# `python benchmarks/task_suite_verbalizers.py` (numbers in docs/tasks.md).
+SST2 = ClassificationSpec(
+    name="sst2", folder="sst2", verbalizer=("negative", "positive"), input_format="{text}",
+    manual_prompt="Classify the sentiment of the movie review as positive or negative.",
+    test_file="validation", label_names=("negative", "positive"),
+    hub=("glue", "sst2", {"text": "sentence"}, "validation"),
+)
+"""SST-2, the default task; the only one with a Hugging Face hub fallback when no data folder is set."""
 _PAIR = "{name_a}: {{text_a}}\n{name_b}: {{text_b}}"
 
 MRPC = ClassificationSpec(
@@ -33,27 +45,25 @@ MRPC = ClassificationSpec(
     manual_prompt="Do the two sentences mean the same thing? Answer same or different.",
     label_names=("not_equivalent", "equivalent"),
 )
-"""MRPC. Verbalizer changed from the paper's No/Yes: on the 64 balanced 16-shot dev pairs (seeds 13,
-21) SmolLM2 answers " No" to 100 % of them (and " no" to 100 %), accuracy 0.500; " different"/" same"
-answers " same" to 20 %, accuracy 0.547."""
+"""MRPC. Verbalizer changed from the paper's No/Yes: SmolLM2 answers " No" (and " no") to every
+pair; " different"/" same" is less one-sided (docs/tasks.md)."""
 RTE = ClassificationSpec(
     name="rte", folder="rte", verbalizer=("true", "false"),
     input_format=_PAIR.format(name_a="premise", name_b="hypothesis"),
     manual_prompt="Is the hypothesis true given the premise? Answer true or false.",
     test_file="validation", label_names=("entailment", "not_entailment"),
 )
-"""RTE. Verbalizer changed from the paper's yes/no: on the 64 balanced 16-shot dev pairs SmolLM2
-answers " no" to 100 % (accuracy 0.500) and " No" to 98 % (0.484); " true"/" false" is the least
-one-sided option measured (" false" 92 %, accuracy 0.453). All are near chance for this model."""
+"""RTE. Verbalizer changed from the paper's yes/no: SmolLM2 answers " no" (and nearly always " No")
+to every pair; " true"/" false" is the least one-sided option measured (docs/tasks.md). All are near
+chance for this model."""
 QNLI = ClassificationSpec(
     name="qnli", folder="qnli", verbalizer=("true", "false"),
     input_format=_PAIR.format(name_a="question", name_b="sentence"),
     manual_prompt="Does the sentence answer the question? Answer true or false.",
     test_file="validation", label_names=("entailment", "not_entailment"),
 )
-"""QNLI. Verbalizer changed from the paper's yes/no: on the 64 balanced 16-shot dev pairs SmolLM2
-answers " no" to 100 % and " No" to 100 % (accuracy 0.500 each); " true"/" false" splits 56/44 %
-(accuracy 0.406)."""
+"""QNLI. Verbalizer changed from the paper's yes/no: SmolLM2 answers " no" (and " No") to every
+pair; " true"/" false" splits its answers across both classes (docs/tasks.md)."""
 MNLI = ClassificationSpec(
     name="mnli", folder="mnli", verbalizer=("Yes", "Maybe", "No"),
     input_format=_PAIR.format(name_a="premise", name_b="hypothesis"),
@@ -88,21 +98,21 @@ MR = ClassificationSpec(
     label_names=("negative", "positive"),
 )
 
-CLASSIFICATION_SPECS: tuple[ClassificationSpec, ...] = (MRPC, RTE, QNLI, MNLI, SNLI, AGNEWS, YELP, CR, MR)
-
-CLASSIFICATION_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
-    "MRPC": ("mrpc", {"max_meta_prompt_tokens": 768}),
-    "RTE": ("rte", {"max_meta_prompt_tokens": 1280}),
-    "QNLI": ("qnli", {"max_meta_prompt_tokens": 768}),
-    "MNLI": ("mnli", {"max_meta_prompt_tokens": 1024}),
-    "SNLI": ("snli", {"max_meta_prompt_tokens": 512}),
-    "AGNews": ("agnews", {"max_meta_prompt_tokens": 1024}),
-    "Yelp": ("yelp", {"max_meta_prompt_tokens": 1024}),
-    "CR": ("cr", {"max_meta_prompt_tokens": 768}),
-    "MR": ("mr", {"max_meta_prompt_tokens": 768}),
+CLASSIFICATION_ENVS: dict[str, tuple[ClassificationSpec, dict[str, Any]]] = {
+    "SST2": (SST2, {}),
+    "MRPC": (MRPC, {"max_meta_prompt_tokens": 768}),
+    "RTE": (RTE, {"max_meta_prompt_tokens": 1280}),
+    "QNLI": (QNLI, {"max_meta_prompt_tokens": 768}),
+    "MNLI": (MNLI, {"max_meta_prompt_tokens": 1024}),
+    "SNLI": (SNLI, {"max_meta_prompt_tokens": 512}),
+    "AGNews": (AGNEWS, {"max_meta_prompt_tokens": 1024}),
+    "Yelp": (YELP, {"max_meta_prompt_tokens": 1024}),
+    "CR": (CR, {"max_meta_prompt_tokens": 768}),
+    "MR": (MR, {"max_meta_prompt_tokens": 768}),
 }
-"""Env id infix -> (task name, env kwargs). ``max_meta_prompt_tokens`` fits 5 of the task's longest
-validation inputs in SmolLM2's tokenizer plus the request (measured; see docs/tasks.md)."""
+"""Env id infix (``PromptTune-<infix>-v0``) -> (task spec, env kwargs). ``max_meta_prompt_tokens``
+fits 5 of the task's longest validation inputs in SmolLM2's tokenizer plus the request (SST-2's
+fit the env's default)."""
 
 # --- Instruction Induction ---------------------------------------------------------------------
 II_TASKS: tuple[str, ...] = (
@@ -125,7 +135,7 @@ II_LONG_ANSWERS: dict[str, int] = {
     "negation": 32, "num_to_verbal": 16, "taxonomy_animal": 16, "orthography_starts_with": 16,
 }
 """``max_new_tokens`` where answers are long (the longest test answer in SmolLM2 tokens plus a
-margin: 9, 11, 12, 16, 25, 9, 7, 4); every other task uses 8 (its answers take at most 8 tokens)."""
+margin); every other task uses 8 (its answers fit in 8 tokens)."""
 
 II_VALIDATION_SIZE = 32
 """Validation examples carved out of ``induce`` (StablePrompt uses 32 as well)."""
@@ -203,8 +213,9 @@ MMLU_LONG_SUBJECTS = frozenset(
     {"high_school_world_history", "professional_law", "high_school_european_history",
      "high_school_us_history"}
 )
-"""Subjects whose validation questions reach 537-776 SmolLM2 tokens; their envs get
-``max_meta_prompt_tokens=2560`` (3 demonstrations), the others 1280 (longest question: 340 tokens)."""
+"""Subjects with long passages (three history subjects, professional law): a meta-prompt with 3 of
+their longest validation questions needs ``max_meta_prompt_tokens=2560`` SmolLM2 tokens; the other
+subjects' fit in 1280."""
 
 MMLU_NUM_DEMOS = 3
 """Demonstrations per MMLU meta-prompt (StablePrompt's QA setting; the smallest validation half has 3)."""
@@ -278,7 +289,7 @@ def _suite_folder(name: str) -> Path:
 
 def suite_factories() -> dict[str, TaskFactory]:
     """Return ``{task name: factory}`` for every task of the suite (reads no file)."""
-    factories: dict[str, TaskFactory] = {spec.name: spec.build for spec in CLASSIFICATION_SPECS}
+    factories: dict[str, TaskFactory] = {spec.name: spec.build for spec, _ in CLASSIFICATION_ENVS.values()}
     for name in II_TASKS:
         metric, max_new_tokens = II_METRICS.get(name, "exact_match"), II_LONG_ANSWERS.get(name, 8)
         spec = InstructionInductionSpec(name, metric, max_new_tokens)
@@ -286,3 +297,7 @@ def suite_factories() -> dict[str, TaskFactory]:
     for subject in MMLU_SUBJECTS:
         factories[f"mmlu_{subject}"] = MMLUSpec(subject).build
     return factories
+
+
+for _name, _factory in suite_factories().items():
+    register_task(_name, _factory)

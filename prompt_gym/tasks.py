@@ -1,8 +1,10 @@
 """Tasks: splits, input formatting, verbalizer, template and metric, plus the task registry.
 
-A :class:`Task` is plain data. Built-in tasks are registered as factories and built on demand by
-:func:`get_task`, so importing this module reads no file. Adding a GLUE-style classification task
-is one :class:`ClassificationSpec`.
+A :class:`Task` is plain data. Tasks are registered as factories and built on demand by
+:func:`get_task`, so registering reads no file. The built-in tasks register themselves when
+``prompt_gym`` is imported: the toy task in :mod:`prompt_gym.toy`, the paper's suite (SST-2 and
+the rest) in :mod:`prompt_gym.task_suite`. Adding a GLUE-style classification task is one
+:class:`ClassificationSpec` there (see ``docs/tasks.md``).
 
 Example:
     >>> from prompt_gym.tasks import get_task
@@ -24,11 +26,7 @@ import numpy as np
 from prompt_gym import data as _data
 from prompt_gym.data import DataError, Example
 from prompt_gym.metrics import check_metric
-
-DEFAULT_TEMPLATE = "{prompt}\nInput: {input}\nOutput:"
-"""How the target reads a prompt and one input; the verbalizer word is the next token."""
-
-SPLITS = ("train", "validation", "test")
+from prompt_gym.template import DEFAULT_TEMPLATE
 
 
 @dataclass
@@ -47,8 +45,10 @@ class Task:
             ``"contains"``, ``"set_match"``) comparing the target's answer with
             :attr:`Example.outputs`.
         label_names: Human-readable class names (for logs).
-        default_scorer: Builds the task's own target when the user gives none (the toy task's rule
-            target); ``None`` means the default language model.
+        default_scorer: Builds the task's own model-free target when the user gives none (the toy
+            task's rule target); ``None`` means the default language model.
+        default_tokenizer: Builds the env (agent) tokenizer that goes with :attr:`default_scorer`
+            (the toy task's word tokenizer); ``None`` means the target model's tokenizer.
         max_new_tokens: Generation tasks: the longest answer the target writes, in tokens.
     """
 
@@ -60,6 +60,7 @@ class Task:
     metric: str = "accuracy"
     label_names: tuple[str, ...] = ()
     default_scorer: Callable[[Task], Any] | None = None
+    default_tokenizer: Callable[[], Any] | None = None
     max_new_tokens: int = 16
 
     def __post_init__(self) -> None:
@@ -75,6 +76,11 @@ class Task:
         for split, examples in self.splits.items():
             if not examples:
                 raise DataError(f"Task {self.name!r}: the {split!r} split is empty.")
+
+    @property
+    def has_own_target(self) -> bool:
+        """Whether the task brings its own model-free target (:attr:`default_scorer`), as the toy task does."""
+        return self.default_scorer is not None
 
     @property
     def is_generation(self) -> bool:
@@ -205,60 +211,10 @@ class ClassificationSpec:
         return convert("train"), convert(hub_test)
 
 
-def _toy_task() -> Task:
-    """A tiny built-in sentiment task whose target is a keyword rule (see ``RuleScorer``)."""
-    positive = ["a delight", "warm and funny", "a real gem", "beautifully made", "great fun", "truly moving",
-                "sharp and smart", "a joy to watch", "wonderful cast", "pure pleasure", "smart script",
-                "charming story"]
-    negative = ["a total bore", "dull and flat", "a waste of time", "badly made", "no fun at all", "painfully slow",
-                "lazy writing", "a mess", "awful acting", "tedious plot", "a dreary slog", "clumsy story"]
-    rows = [Example(text, 1, uid=f"toy:{i}") for i, text in enumerate(positive)]
-    rows += [Example(text, 0, uid=f"toy:{len(positive) + i}") for i, text in enumerate(negative)]
-    order = np.random.default_rng(0).permutation(len(rows))
-    rows = [rows[i] for i in order]
-    return Task(
-        name="toy",
-        splits={"train": rows[:8], "validation": rows[8:16], "test": rows[16:]},
-        verbalizer=("negative", "positive"),
-        manual_prompt="Classify the sentiment of the review as positive or negative.",
-        label_names=("negative", "positive"),
-        default_scorer=_toy_scorer,
-    )
-
-
-def _toy_scorer(task: Task) -> Any:
-    from prompt_gym.scoring import RuleScorer
-
-    answers = {example.input: example.label for split in task.splits.values() for example in split}
-    return RuleScorer(answers, task.verbalizer or ())
-
-
-SST2 = ClassificationSpec(
-    name="sst2",
-    folder="sst2",
-    verbalizer=("negative", "positive"),
-    input_format="{text}",
-    manual_prompt="Classify the sentiment of the movie review as positive or negative.",
-    test_file="validation",
-    label_names=("negative", "positive"),
-    hub=("glue", "sst2", {"text": "sentence"}, "validation"),
-)
-
 TaskFactory = Callable[..., Task]
-_REGISTRY: dict[str, TaskFactory] = {"toy": lambda **_: _toy_task(), "sst2": SST2.build}
-_SUITE_REGISTERED = False
+"""Builds a task; called as ``factory(seed=..., test_split=...)``."""
 
-
-def _registry() -> dict[str, TaskFactory]:
-    """The registry, with the task suite (:mod:`prompt_gym.task_suite`) added on first use."""
-    global _SUITE_REGISTERED
-    if not _SUITE_REGISTERED:
-        _SUITE_REGISTERED = True
-        from prompt_gym.task_suite import suite_factories
-
-        for name, factory in suite_factories().items():
-            _REGISTRY.setdefault(name, factory)
-    return _REGISTRY
+_REGISTRY: dict[str, TaskFactory] = {}
 
 
 def register_task(name: str, factory: TaskFactory | Task, *, overwrite: bool = False) -> None:
@@ -271,15 +227,14 @@ def register_task(name: str, factory: TaskFactory | Task, *, overwrite: bool = F
     """
     if not isinstance(factory, Task) and not callable(factory):
         raise TypeError(f"register_task needs a Task or a callable that returns one, got {factory!r}.")
-    registry = _registry()
-    if name in registry and not overwrite:
+    if name in _REGISTRY and not overwrite:
         raise ValueError(f"Task {name!r} is already registered; pass overwrite=True to replace it.")
-    registry[name] = (lambda **_: factory) if isinstance(factory, Task) else factory
+    _REGISTRY[name] = (lambda **_: factory) if isinstance(factory, Task) else factory
 
 
 def list_tasks() -> list[str]:
     """Return the registered task names."""
-    return sorted(_registry())
+    return sorted(_REGISTRY)
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
@@ -292,10 +247,9 @@ def get_task(name: str, **kwargs: Any) -> Task:
     Raises:
         KeyError: Unknown task (the message lists the known ones).
     """
-    registry = _registry()
-    if name not in registry:
+    if name not in _REGISTRY:
         raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(list_tasks())}.")
-    return registry[name](**kwargs)
+    return _REGISTRY[name](**kwargs)
 
 
 def make_task(

@@ -364,10 +364,10 @@ def test_a_bad_action_in_a_vector_step_changes_no_sub_env():
     envs.reset(seed=0)
     word = envs.unwrapped.envs[0].tokenizer.ids["review"]
     envs.step(np.array([word, word, word]))
-    before = [list(env._episode.prompt_ids) for env in envs.unwrapped.envs]
+    before = [env.observation()["input_ids"].tolist() for env in envs.unwrapped.envs]
     with pytest.raises(ValueError, match="Sub-environment 2"):
         envs.step(np.array([1, 1, 10**6]))  # EOS would finish (and need scoring for) sub-envs 0 and 1
-    assert [list(env._episode.prompt_ids) for env in envs.unwrapped.envs] == before
+    assert [env.observation()["input_ids"].tolist() for env in envs.unwrapped.envs] == before
     _, rewards, terminated, _, _ = envs.step(np.array([1, 1, 1]))
     assert terminated.all() and (rewards != 0).all()  # every finished prompt was scored
 

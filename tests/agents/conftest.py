@@ -12,7 +12,7 @@ import torch
 
 import prompt_gym  # noqa: F401  (registers the environments)
 from prompt_gym.testing import build_tiny_lm
-from prompt_gym.vocab import WordTokenizer
+from prompt_gym.toy import WordTokenizer
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,10 +1,21 @@
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import prompt_gym.targets
+import prompt_gym.tasks
 from prompt_gym.data import DataError, Example, balanced_draw, read_jsonl, to_examples
-from prompt_gym.tasks import get_task, list_tasks, make_task, register_task
+from prompt_gym.scoring import LMScorer
+from prompt_gym.task_suite import CLASSIFICATION_ENVS, SST2
+from prompt_gym.tasks import ClassificationSpec, get_task, list_tasks, make_task, register_task
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_read_jsonl_names_file_and_line(tmp_path):
@@ -52,6 +63,71 @@ def test_registry():
         task.split("dev")
     with pytest.raises(ValueError, match="already registered"):
         register_task("toy", task)
+    assert task.has_own_target and not prompt_gym.tasks.Task("t", task.splits, ("a", "b")).has_own_target
+
+
+def test_builtin_tasks_are_registered_by_importing_the_package_alone():
+    """No lazy import and no first-use flag: a fresh interpreter sees every task after ``import prompt_gym``."""
+    code = ("import prompt_gym.tasks as t\n"
+            "names = t.list_tasks()\n"
+            "assert {'toy', 'sst2', 'mrpc', 'ii_antonyms', 'mmlu_anatomy'} <= set(names), names\n"
+            "assert len(names) == 2 + 9 + 24 + 57, len(names)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def test_sst2_sits_in_the_suite_table_beside_its_siblings():
+    assert CLASSIFICATION_ENVS["SST2"] == (SST2, {})
+    assert gym.spec("PromptTune-SST2-v0").kwargs == {"task": "sst2"}
+    assert {f"PromptTune-{infix}-v0" for infix in CLASSIFICATION_ENVS} <= set(prompt_gym.ENV_IDS)
+
+
+def _docs_block(page: str, section: str) -> str:
+    """The first Python code block under ``## <section>`` of ``docs/<page>``."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    body = text[text.index(f"## {section}\n"):]
+    return re.search(r"```python\n(.*?)```", body, re.DOTALL).group(1)
+
+
+def test_add_a_task_recipe_runs_as_documented(tmp_path, monkeypatch, tiny_lm):
+    """docs/tasks.md "Add a task", run verbatim on a fresh example (the tiny LM stands in for the default model)."""
+    words = {0: ["dull", "flat", "slow", "bad"], 1: ["fun", "warm", "smart", "good"]}
+    for name in ("train", "dev", "test"):
+        rows = [{"text": f"a {word} {name} film", "label": label} for label, pool in words.items() for word in pool]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(prompt_gym.tasks, "_REGISTRY", dict(prompt_gym.tasks._REGISTRY))  # forget it afterwards
+    monkeypatch.setattr(prompt_gym.targets, "shared_causal_lm", lambda spec: tiny_lm)
+    namespace: dict = {}
+    try:
+        exec(_docs_block("tasks.md", "Add a task"), namespace)
+        env = namespace["env"]
+        obs, info = env.reset(seed=0)
+        _, reward, terminated, _, info = env.step("Say whether the review is positive or negative.")
+    finally:
+        gym.registry.pop("PromptTune-MyReviews-v0", None)
+    assert env.unwrapped.task.name == "my_reviews" and isinstance(env.unwrapped.scorer, LMScorer)
+    assert terminated and 0.0 <= info["accuracy"] <= 1.0 and np.isfinite(reward)
+    assert {example.input for example in env.unwrapped.reward_examples} <= {
+        f"a {word} train film" for pool in words.values() for word in pool}
+
+
+def test_add_a_classification_spec_to_the_suite(tmp_path, monkeypatch):
+    """The maintainers' recipe: a ClassificationSpec over a data folder in prompt_gym.data's layout."""
+    folder = tmp_path / "reviews"
+    (folder / "16-shot" / "13").mkdir(parents=True)
+    rows = [{"text": f"review {i}", "label": i % 2} for i in range(40)]
+    for path in ("train.jsonl", "test.jsonl"):
+        (folder / path).write_text("\n".join(json.dumps(row) for row in rows))
+    (folder / "16-shot" / "13" / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows[:4]))
+    monkeypatch.setenv("PROMPT_GYM_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(prompt_gym.tasks, "_REGISTRY", dict(prompt_gym.tasks._REGISTRY))
+    spec = ClassificationSpec(name="reviews", folder="reviews", verbalizer=("negative", "positive"),
+                              input_format="{text}", manual_prompt="Is the review positive or negative?")
+    register_task(spec.name, spec.build)
+    task = get_task("reviews", seed=13)
+    assert [e.input for e in task.split("train")] == [f"review {i}" for i in range(4)]  # the 16-shot file
+    assert len(task.split("validation")) == 2 * 16  # no dev file: a balanced draw from the full train split
+    assert not {e.uid for e in task.split("validation")} & {e.uid for e in task.split("train")}
 
 
 def test_make_task_from_files_and_rows(tmp_path):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from prompt_gym import tte
-from prompt_gym.data import DataError
+from prompt_gym.data import DataError, Example
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.generation import BaseGenerationScorer, GenerationScorer, _LineDone
 from prompt_gym.metrics import contains, exact_match, f1, score_answer, set_match
 from prompt_gym.tasks import get_task, make_task
-from prompt_gym.vocab import WordTokenizer
+from prompt_gym.toy import WordTokenizer
 
 
 def test_metrics_follow_ape_normalisation():
@@ -61,7 +61,8 @@ def test_generation_scorer_reads_only_new_tokens(byte_tokenizer):
     assert answers == ["right answer", "right answer"]
     assert model.seen_masks[0].sum(1).tolist() == sorted(model.seen_masks[0].sum(1).tolist(), reverse=True)
     assert model.seen_masks[0][:, 0].tolist() == [1, 0]  # left padding, masked
-    assert scorer.score_outputs(["p"], ["q"], [("Right answer",)]).tolist() == [1.0]
+    scored = scorer.score_examples(["p"], [Example("q", outputs=("Right answer",))])
+    assert scored.scores.tolist() == [1.0] and scored.gaps is None
     assert scorer.num_evaluations == 3
 
 
@@ -146,5 +147,5 @@ def test_scores_are_arrays():
         def generate_pairs(self, prompts, inputs):
             return ["a"] * len(prompts)
 
-    values = Const("contains").score_outputs(["p", "p"], ["x", "y"], [("a",), ("b",)])
+    values = Const("contains").score_examples(["p", "p"], [Example("x", outputs=("a",)), Example("y", outputs=("b",))]).scores
     assert isinstance(values, np.ndarray) and values.tolist() == [1.0, 0.0]

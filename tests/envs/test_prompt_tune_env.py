@@ -42,7 +42,7 @@ def test_token_mode_episode():
     env = gym.make("PromptTune-Toy-v0").unwrapped
     words = "classify the review sentiment".split()
     obs, info = env.reset(seed=3)
-    assert info["prompt"] == "" and obs["attention_mask"].sum() == len(env._episode.meta_ids)
+    assert info["prompt"] == "" and obs["attention_mask"].sum() == len(env.tokenizer.encode(info["meta_prompt"]))
     for word in words:
         obs, reward, terminated, truncated, info = env.step(env.tokenizer.ids[word])
         assert reward == 0.0 and not terminated and not truncated
@@ -144,3 +144,80 @@ def test_sst2_env_on_real_model_and_data(real_lm):
     assert token_env.action_space.n == len(real_lm[1])
     obs, reward, terminated, _, info = token_env.step(real_lm[1].eos_token_id)
     assert terminated and info["prompt"] == ""
+
+
+def test_public_interface_the_vector_env_uses():
+    """check_action, apply, reward_examples, observation: step is exactly apply + one judge call."""
+    env = gym.make("PromptTune-Toy-v0").unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        env.observation()
+    obs, info = env.reset(seed=4)
+    np.testing.assert_array_equal(env.observation()["input_ids"], obs["input_ids"])
+    word = env.tokenizer.ids["review"]
+    assert env.check_action(np.int64(word)) == word
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        env.check_action(10**6)
+    np.testing.assert_array_equal(env.observation()["input_ids"], obs["input_ids"])  # checking changed nothing
+    before = env.scorer.num_evaluations
+    assert env.apply(word) == (False, {"meta_prompt": info["meta_prompt"], "prompt": "review",
+                                       "demo_uids": info["demo_uids"]})
+    finished, info = env.apply(env.eos_token_id)
+    assert finished and info["prompt"] == "review" and env.scorer.num_evaluations == before  # apply never scores
+    assert env.observation()["input_ids"][-1] == word
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.check_action(word)
+    stepped = gym.make("PromptTune-Toy-v0").unwrapped
+    stepped.reset(seed=4)
+    assert stepped.reward_examples == env.reward_examples
+    stepped.step(word)
+    reward = stepped.step(stepped.eos_token_id)[1]
+    assert reward == env.judge.judge(["review"], [env.reward_examples])[0]["reward"]
+
+
+def test_evaluations_per_episode_is_what_one_episode_costs():
+    env = gym.make("PromptTune-Toy-v0", action_mode="text").unwrapped
+    assert env.evaluations_per_episode == 8  # the registered reward_batch_size
+    for seed in range(3):
+        env.reset(seed=seed)
+        before = env.scorer.num_evaluations
+        env.step("classify the review")
+        assert env.scorer.num_evaluations - before == env.evaluations_per_episode == len(env.reward_examples)
+    with pytest.raises(AttributeError):
+        env.evaluations_per_episode = 3
+    assert gym.make("PromptTune-Toy-v0", reward_batch_size=3).unwrapped.evaluations_per_episode == 3
+    assert gym.make("PromptTune-Toy-v0", reward_batch_size=100).unwrapped.evaluations_per_episode == 8  # train size
+    assert gym.make_vec("PromptTune-Toy-v0", num_envs=2, reward_batch_size=4).unwrapped.evaluations_per_episode == 4
+
+
+def test_tte_env_costs_one_evaluation_and_refuses_reward_batch_size():
+    env = gym.make("PromptTune-TTE-SST2-v0", task="toy", action_mode="text").unwrapped
+    env.reset(seed=0)
+    before = env.scorer.num_evaluations
+    env.step("classify the review")
+    assert env.evaluations_per_episode == 1 == env.scorer.num_evaluations - before
+    with pytest.raises(TypeError, match="takes no reward_batch_size"):
+        gym.make("PromptTune-TTE-SST2-v0", task="toy", reward_batch_size=1)
+
+
+def test_vector_env_touches_no_private_member_of_the_single_env():
+    """The vector env drives sub-envs through the public interface only (no friend-class coupling)."""
+    import ast
+    import inspect
+
+    from prompt_gym.envs import vector
+
+    single_privates = {name for name in vars(PromptTuneEnv) if name.startswith("_") and not name.startswith("__")}
+    single_privates |= {name for name in vars(gym.make("PromptTune-Toy-v0").unwrapped) if name.startswith("_")}
+    used = {node.attr for node in ast.walk(ast.parse(inspect.getsource(vector))) if isinstance(node, ast.Attribute)}
+    assert single_privates & used == set()
+
+
+def test_spec_sheets_list_the_attributes_agents_may_read():
+    from prompt_gym.agents.rollout import PROMPT_ENV_ATTRIBUTES
+    from prompt_gym.envs.tte import TTEEnv
+
+    for env_class in (PromptTuneEnv, TTEEnv):
+        sheet = env_class.__doc__.split("## Attributes agents may read")[1].split("## ")[0]
+        assert {name for name in PROMPT_ENV_ATTRIBUTES if f"``{name}``" not in sheet} == set(), env_class
+    env = gym.make("PromptTune-Toy-v0").unwrapped
+    assert all(hasattr(env, name) for name in PROMPT_ENV_ATTRIBUTES)

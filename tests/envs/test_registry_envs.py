@@ -55,7 +55,7 @@ def _make(env_id, tiny, **kwargs):
     else:
         scorer = HashScorer(task.verbalizer)
     options = {"tokenizer": tokenizer, "scorer": scorer, "max_meta_prompt_tokens": 16384, "max_prompt_tokens": 6}
-    if "TTE" not in env_id:  # test-time editing scores one input per episode
+    if gym.spec(env_id).entry_point.endswith(":PromptTuneEnv"):  # TTEEnv scores one input per episode
         options["reward_batch_size"] = 4
     options |= kwargs
     return gym.make(env_id, task=task, **{k: v for k, v in options.items() if k != "task"})
@@ -131,7 +131,7 @@ def test_generation_reward_is_the_task_metric(tiny):
                    action_mode="text", max_meta_prompt_tokens=16384, reward_batch_size=8)
     env.reset(seed=0)
     _, reward, _, _, info = env.step("Repeat the input.")
-    batch = env.unwrapped._episode.reward_examples
+    batch = env.unwrapped.reward_examples
     expected = np.mean([e.input in e.outputs for e in batch])  # the echoed input is right only for "sheep"-like words
     assert info["accuracy"] == pytest.approx(expected) and reward == pytest.approx(30 * expected)
     with pytest.raises(ValueError, match="generation scorer"):
@@ -141,7 +141,7 @@ def test_generation_reward_is_the_task_metric(tiny):
 def test_test_time_env_shows_the_current_input(tiny):
     env = _make("PromptTune-TTE-SST2-v0", tiny, action_mode="text")
     obs, info = env.reset(seed=5)
-    scored = env.unwrapped._episode.reward_examples
+    scored = env.unwrapped.reward_examples
     assert len(scored) == 1 and f"Input: {scored[0].input}\n\nWrite an instruction" in obs
     assert scored[0].uid not in info["demo_uids"]
 

@@ -9,7 +9,7 @@ from gymnasium.vector.utils import batch_space
 
 import prompt_gym  # noqa: F401
 from prompt_gym.envs.prompt_tune import PromptTuneEnv
-from prompt_gym.envs.test_time_edit import TestTimeEditEnv, TestTimeEditVectorEnv
+from prompt_gym.envs.tte import TTEEnv, TTEVectorEnv
 from prompt_gym.envs.vector import PromptTuneVectorEnv
 from prompt_gym.rewards import zscore
 from prompt_gym.scoring import LMScorer
@@ -135,12 +135,12 @@ def test_equals_separate_single_envs(tiny_lm, mode):
 
 
 def test_test_time_editing_vector_env_equals_separate_single_envs(tiny_lm):
-    """gym.make_vec on the TTE env gives the native vector env of TestTimeEditEnv (what APPO trains with)."""
+    """gym.make_vec on the TTE env gives the native vector env of TTEEnv (what APPO trains with)."""
     kwargs = {"task": "toy", "num_demos": 2}
     ours = gym.make_vec("PromptTune-TTE-SST2-v0", num_envs=3, **kwargs, **_tiny_kwargs(tiny_lm, "text"))
-    assert isinstance(ours, TestTimeEditVectorEnv) and all(isinstance(e, TestTimeEditEnv) for e in ours.envs)
+    assert isinstance(ours, TTEVectorEnv) and all(isinstance(e, TTEEnv) for e in ours.envs)
     separate = _tiny_kwargs(tiny_lm, "text")
-    reference = SyncVectorEnv([lambda: TestTimeEditEnv(**kwargs, **separate) for _ in range(3)],
+    reference = SyncVectorEnv([lambda: TTEEnv(**kwargs, **separate) for _ in range(3)],
                               autoreset_mode=AutoresetMode.SAME_STEP)
     _assert_same_rollouts(ours, reference)
 
@@ -173,11 +173,12 @@ def test_reset_mask_resets_only_marked_envs():
     envs = gym.make_vec("PromptTune-Toy-v0", num_envs=3)
     envs.reset(seed=0)
     word = envs.envs[0].tokenizer.ids["review"]
-    envs.step(np.full(3, word))
+    stepped = envs.step(np.full(3, word))[0]
     obs, info = envs.reset(options={"reset_mask": np.array([True, False, True])})
     assert (info["_prompt"] == [True, False, True]).all()
     assert [env.render() is None for env in envs.envs] == [True] * 3  # no render_mode
-    assert [len(env._episode.prompt_ids) for env in envs.envs] == [0, 1, 0]
+    assert [obs["input_ids"][i, -1] == word for i in range(3)] == [False, True, False]
+    np.testing.assert_array_equal(obs["input_ids"][1], stepped["input_ids"][1])
 
 
 def test_render_and_bad_arguments():
