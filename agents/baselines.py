@@ -13,18 +13,17 @@ from typing import Any
 import numpy as np
 
 from prompt_gym import checkpoint as ckpt
-from prompt_gym.agents.appo.config import ModelConfig
-from prompt_gym.agents.base import Agent, require
-from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
+from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig, SelectionConfig, ValidationConfig, require
+from prompt_gym.agents.llm import LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
+from prompt_gym.agents.selection import SelectingAgent, mean_accuracy
 from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
-from prompt_gym.callbacks import as_callback
-from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.callbacks import Callback, as_callback
 from prompt_gym.logging import Logger
 
 
-class ManualAgent(Agent):
+class ManualAgent(SelectingAgent):
     """Always writes the same prompt: the task's hand-written one, or ``prompt``.
 
     Args:
@@ -36,6 +35,7 @@ class ManualAgent(Agent):
     """
 
     name = "manual"
+    log_selection = True
 
     def __init__(self, env: Any = None, prompt: str | None = None, logger: Logger | None = None) -> None:
         self.env = EnvAdapter(env) if env is not None else None
@@ -44,9 +44,9 @@ class ManualAgent(Agent):
                 raise ValueError("Give the prompt, or an env whose task has a manual prompt.")
             prompt = self.env.attr("task").manual_prompt
         self.prompt = prompt
+        self.config = SelectionConfig(pool_size=1, final_samples=0)
         self.logger = logger or Logger()
-        self.pool = PromptPool(1)
-        self.num_timesteps = 0
+        self.pool = PromptPool(self.config.pool_size)
 
     def predict(
         self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
@@ -69,7 +69,8 @@ class ManualAgent(Agent):
         return (tokens if batched else int(tokens[0])), positions + 1
 
     def learn(
-        self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False
+        self, total_timesteps: int | None = None, total_updates: int | None = None, callback: Any = None,
+        progress_bar: bool = False,
     ) -> ManualAgent:
         """Nothing to learn: callbacks get ``on_training_start`` and ``on_training_end``; returns self."""
         callback = as_callback(callback)
@@ -78,19 +79,9 @@ class ManualAgent(Agent):
         callback.on_training_end()
         return self
 
-    def selection_evaluations(self) -> int:
-        """Target evaluations :meth:`select_prompt` spends: the prompt on the validation split."""
-        return len(self.env.attr("task").split("validation"))
-
-    def select_prompt(self) -> dict[str, Any]:
-        """Score the prompt on the validation split; returns the pool entry (``prompt``, ``val_accuracy``...)."""
-        result = evaluate_prompts(self.env.attr("scorer"), self.env.attr("task"), [self.prompt], "validation")[0]
-        self.pool.add(result["prompt"], result["accuracy"], result.get("gap", 0.0))
-        self.logger.record("eval/val_accuracy", result["accuracy"])
-        self.logger.record("eval/best_val_accuracy", result["accuracy"])
-        self.logger.record("time/target_evaluations", self.env.attr("scorer").num_evaluations)
-        self.logger.dump(0)
-        return dict(self.pool.best())
+    def selection_candidates(self) -> list[str]:
+        """The prompt itself (scored on the validation split by ``select_prompt``)."""
+        return [self.prompt]
 
     def save(self, path: str | Path) -> None:
         """Write ``agent.json`` (the prompt) into the folder ``path``."""
@@ -104,7 +95,7 @@ class ManualAgent(Agent):
 
 
 @dataclass
-class RandomSearchConfig(LLMAgentConfig):
+class RandomSearchConfig(LLMAgentConfig, ValidationConfig):
     """Random search (APE-style): sample prompts from the untrained agent LLM, keep the best.
 
     Each batch writes ``batch_size`` prompts, each played as one env episode (its reward is the
@@ -140,6 +131,8 @@ class RandomSearchAgent(LLMPromptAgent):
     """
 
     name = "random-search"
+    log_selection = True
+    supports_checkpoints = True
 
     def __init__(
         self, env: Any = None, config: RandomSearchConfig | None = None, model_config: ModelConfig | None = None,
@@ -150,16 +143,10 @@ class RandomSearchAgent(LLMPromptAgent):
         self._validated: set[str] = set()
         self._since_check: list[tuple[float, str]] = []
 
-    def learn(
-        self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False,
-        total_updates: int | None = None,
-    ) -> RandomSearchAgent:
-        """Write and play batches of prompts until ``total_timesteps`` env steps or ``total_updates`` batches."""
-        self.run_updates(self._search_batch, total_timesteps, total_updates, callback, progress_bar)
-        return self
-
-    def _search_batch(self) -> dict[str, float]:
+    def learning_step(self, callback: Callback) -> dict[str, float]:
+        """Write and play one batch of prompts; validate the best-rewarded ones when due."""
         batch = self.play_group(self.config.batch_size, same_meta_prompt=False)
+        callback.on_rollout_end()
         scored = [(t.reward, self._decode(t.actions)) for t in batch]
         self.candidates += scored
         self._since_check += scored
@@ -168,7 +155,7 @@ class RandomSearchAgent(LLMPromptAgent):
         if self.num_updates % self.config.eval_interval == 0:
             results = self.validate(self._best_unvalidated(self._since_check, self.config.eval_samples))
             self._since_check = []
-            self.log_validation(stats | _mean_accuracy(results))
+            self.log_validation(stats | mean_accuracy(results))
         return stats
 
     def _best_unvalidated(self, scored: list[tuple[float, str]], count: int) -> list[str]:
@@ -181,14 +168,9 @@ class RandomSearchAgent(LLMPromptAgent):
         self._validated.update(chosen)
         return chosen
 
-    def select_prompt(self) -> dict[str, Any]:
-        """Validate the best-rewarded prompts not validated yet; return the pool's best (validation only)."""
-        fresh = self._best_unvalidated(self.candidates, 1 + self.config.final_samples)
-        if fresh:
-            self.log_validation(_mean_accuracy(self.validate(fresh)))
-        if self.pool.best() is None:
-            raise RuntimeError("Random search has no prompt yet: call learn() before select_prompt().")
-        return dict(self.pool.best())
+    def selection_candidates(self) -> list[str]:
+        """The ``1 + final_samples`` best-rewarded prompts not validated yet."""
+        return self._best_unvalidated(self.candidates, 1 + self.config.final_samples)
 
     def save(self, path: str | Path) -> None:
         """Write ``agent.json`` (configs, counters, candidates) and the pool into the folder ``path``."""
@@ -233,7 +215,3 @@ class RandomSearchAgent(LLMPromptAgent):
         self._first_reset = bool(state["first_reset"])
         return path
 
-
-def _mean_accuracy(results: list[dict[str, Any]]) -> dict[str, float]:
-    """``eval/val_accuracy``: the mean validation accuracy of the prompts just validated (none: nothing)."""
-    return {"eval/val_accuracy": float(np.mean([r["accuracy"] for r in results]))} if results else {}

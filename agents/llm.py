@@ -1,13 +1,14 @@
-"""What every LLM prompt-writing agent shares: acting, playing whole episodes, validating, selecting.
+"""What every LLM prompt-writing agent shares: acting, playing whole episodes, the learn loop.
 
-:class:`LLMPromptAgent` holds the agent LLM as an :class:`~prompt_gym.agents.appo.policy.APPOPolicy`
+:class:`LLMPromptAgent` holds the agent LLM as a :class:`~prompt_gym.agents.lora_policy.LoRAPolicy`
 (LoRA ``default`` = the policy, ``anchor`` = a frozen copy of the starting policy) and samples with
-the APPO :class:`~prompt_gym.agents.appo.generation.Decoder`. APPO, the baselines and the group
-policy gradient all build on it, so they write, validate and select prompts the same way.
-Subclasses implement ``learn``.
+a :class:`~prompt_gym.agents.decoding.Decoder`. APPO, the baselines and the group policy gradient
+all build on it, so they write, validate and select prompts the same way. A subclass implements
+:meth:`~LLMPromptAgent.learning_step` (one update); :meth:`~LLMPromptAgent.learn` runs the loop
+around it (callbacks, progress bar, totals).
 
 The baselines and the group policy gradient play whole episodes with :meth:`~LLMPromptAgent.play_group`
-(APPO runs the ``predict``/``step`` loop instead): the agent writes a batch of prompts for one
+(APPO can run the ``predict``/``step`` loop instead): the agent writes a batch of prompts for one
 meta-prompt in a single batched generation, then feeds each one to the env (token by token in
 token mode, whole in text mode) and reads the env's reward. ``reset(seed=s)`` with the same ``s``
 shows the same meta-prompt and reward batch (the env's determinism contract), which is
@@ -16,68 +17,24 @@ how a group of prompts is judged on the same examples.
 
 from __future__ import annotations
 
+import abc
 import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from prompt_gym.agents.appo.config import ModelConfig, check_writer_fields
-from prompt_gym.agents.appo.generation import Decoder
-from prompt_gym.agents.appo.policy import POLICY, APPOPolicy
-from prompt_gym.agents.base import Agent, require
+from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig
+from prompt_gym.agents.decoding import Decoder
+from prompt_gym.agents.lora_policy import POLICY, LoRAPolicy
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, Trajectory, is_batched, split_observation
-from prompt_gym.callbacks import as_callback
-from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.agents.selection import SelectingAgent
+from prompt_gym.callbacks import Callback, as_callback
 from prompt_gym.logging import Logger
 from prompt_gym.meta_prompts import has_chat_template
-
-
-@dataclass
-class LLMAgentConfig:
-    """Settings every LLM prompt-writing agent has.
-
-    Attributes:
-        seed: Seeds torch, numpy and python, the first env reset and the agent's own generator.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; used when the agent loads its model.
-        temperature: Sampling temperature (no top-k/top-p, as in the APPO agent).
-        max_prompt_tokens: Longest prompt; ``None`` reads the env's ``max_prompt_tokens``.
-        eval_interval: Updates (batches) between validation checks that feed the prompt pool.
-        eval_samples: Prompts validated at each check.
-        pool_size: Best prompts kept, by validation accuracy.
-        final_samples: Extra prompts validated by :meth:`LLMPromptAgent.select_prompt`.
-    """
-
-    seed: int = 0
-    device: str = "auto"
-    temperature: float = 1.0
-    max_prompt_tokens: int | None = None
-    eval_interval: int = 5
-    eval_samples: int = 2
-    pool_size: int = 5
-    final_samples: int = 4
-
-    def __post_init__(self) -> None:
-        check_writer_fields(self)
-        require(self.eval_interval >= 1, f"eval_interval must be a positive number of updates, "
-                                         f"got {self.eval_interval}.")
-        require(self.eval_samples >= 1, f"eval_samples must be positive, got {self.eval_samples}.")
-
-
-class WriterConfig(Protocol):
-    """The config fields :class:`LLMPromptAgent` reads (``LLMAgentConfig`` and ``APPOConfig`` have them)."""
-
-    seed: int
-    device: str
-    temperature: float
-    max_prompt_tokens: int | None
-    pool_size: int
-    final_samples: int
-
+from prompt_gym.models import shared_causal_lm
 
 VALIDATION_STREAM = 7919
 """Second seed word of the generator behind :meth:`LLMPromptAgent.validation_contexts`."""
@@ -90,13 +47,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class LLMPromptAgent(Agent):
+class LLMPromptAgent(SelectingAgent):
     """Base class of agents that write prompts with an LLM.
 
     Args:
         env: A prompt-gym env (token or text mode; a SAME_STEP vector env where the subclass sets
             :attr:`accepts_vector_env`), or ``None`` to act only.
-        config: The agent's settings (an :class:`LLMAgentConfig` subclass, or ``APPOConfig``).
+        config: The agent's settings (an :class:`~prompt_gym.agents.configs.LLMAgentConfig` subclass).
         model_config: Model and LoRA settings.
         model: A loaded causal LM without adapters (changed in place: LoRA layers are added);
             loaded from ``model_config.model`` when ``None``. Pass the env target's model to share
@@ -108,21 +65,20 @@ class LLMPromptAgent(Agent):
         accepts_vector_env: Whether the agent trains on a vector env (``False``: one env at a time).
         pool: The best prompts by validation accuracy.
         num_updates: Learning steps done (what a subclass calls an update).
+        policy_acc: The last ``eval/policy_accuracy`` measured (``nan`` before the first).
     """
 
     name = "llm"
     accepts_vector_env = False
 
     def __init__(
-        self, env: Any, config: WriterConfig, model_config: ModelConfig | None = None, model: Any = None,
+        self, env: Any, config: LLMAgentConfig, model_config: ModelConfig | None = None, model: Any = None,
         tokenizer: Any = None, logger: Logger | None = None,
     ) -> None:
         self.config = config
         self.model_config = model_config or ModelConfig()
         seed_everything(config.seed)
         if model is None:
-            from prompt_gym.models import shared_causal_lm
-
             model, tokenizer = shared_causal_lm(self.model_config.model, dtype=self.model_config.dtype,
                                                 device=config.device)
         elif tokenizer is None:
@@ -133,7 +89,7 @@ class LLMPromptAgent(Agent):
                              "not a vector env.")
         self._check_vocab(model)
         self.tokenizer = tokenizer
-        self.policy = APPOPolicy(model, self.model_config)
+        self.policy = LoRAPolicy(model, self.model_config)
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         self.decoder = Decoder(self.policy, self.pad_id, config.temperature)
@@ -144,9 +100,7 @@ class LLMPromptAgent(Agent):
         self._first_reset = True
         self._last_context: list[int] | None = None
         self._generated: dict[int, tuple[str, list[int]]] = {}  # text-mode predict's (text, ids) by row
-        self.policy_acc = float("nan")  # the last eval/policy_accuracy measured
-        self.wall_time_s = 0.0  # training wall time before the current learn() call (restored on resume)
-        self._learn_started = time.perf_counter()
+        self.policy_acc = float("nan")
 
     def _check_vocab(self, model: Any) -> None:
         if self.env is None or self.env.action_mode != "token":
@@ -259,70 +213,77 @@ class LLMPromptAgent(Agent):
                 return Trajectory(context, actions or [self.eos_id], float(rewards[0]), dict(finals[0] or {}))
         raise RuntimeError("The environment did not end the episode after the prompt's last token.")
 
-    def start_clock(self) -> None:
-        """Start timing a ``learn`` call; :meth:`elapsed` adds it to the time of earlier calls and runs."""
-        self.wall_time_s = self.elapsed()
-        self._learn_started = time.perf_counter()
+    # ------------------------------------------------------------------ learning
+    def learn(
+        self, total_timesteps: int | None = None, total_updates: int | None = None, callback: Any = None,
+        progress_bar: bool = False,
+    ) -> LLMPromptAgent:
+        """Run :meth:`learning_step` until ``total_timesteps`` env steps or ``total_updates`` updates.
 
-    def elapsed(self) -> float:
-        """Seconds of training wall time so far (earlier ``learn`` calls and resumed runs included)."""
-        return self.wall_time_s + time.perf_counter() - self._learn_started
+        Totals count from the agent's creation (a resumed agent continues its count). A fresh agent
+        first runs :meth:`measure_start` (update 0). Callbacks get ``on_training_start``,
+        ``on_update_end`` after every update (returning ``False`` stops training) and
+        ``on_training_end``; the per-step hooks are the subclass's (see :meth:`learning_step`).
+        ``progress_bar`` shows updates with :meth:`progress`.
 
-    def _finished(self, total_timesteps: int | None, total_updates: int | None) -> bool:
-        """Whether ``learn`` has reached ``total_timesteps`` env steps or ``total_updates`` updates."""
-        return (total_updates is not None and self.num_updates >= total_updates) or (
-            total_timesteps is not None and self.num_timesteps >= total_timesteps)
-
-    def run_updates(
-        self, one_update: Callable[[], dict[str, float]], total_timesteps: int | None, total_updates: int | None,
-        callback: Any, progress_bar: bool,
-    ) -> None:
-        """Call ``one_update`` until the totals are reached: the ``learn`` loop of the group-playing agents.
-
-        Callbacks get ``on_training_start``, ``on_update_end`` after every update (returning False
-        stops training) and ``on_training_end``; these agents play whole groups of episodes, so
-        there is no per-step hook. ``progress_bar`` shows updates with the last mean reward.
+        Returns:
+            ``self``.
         """
+        if self.env is None:
+            raise ValueError(f"learn() needs an environment: {type(self).__name__}(env, ...) or "
+                             f"{type(self).__name__}.load(path, env=env).")
         if total_timesteps is None and total_updates is None:
             raise ValueError("Give total_timesteps or total_updates.")
-        from tqdm.auto import tqdm
-
+        self.prepare_learning(total_timesteps, total_updates)
         callback = as_callback(callback)
         callback.init_callback(self)
         callback.on_training_start(locals())
         self.start_clock()
         bar = tqdm(total=total_updates, initial=self.num_updates, disable=not progress_bar,
                    desc=type(self).__name__, unit="update")
+        if self.num_updates == 0 and not self.logger.history:
+            self.measure_start()
         while not self._finished(total_timesteps, total_updates):
-            stats = one_update()
+            stats = self.learning_step(callback)
+            if stats is None:
+                break
             bar.update(1)
-            bar.set_postfix(reward=f"{stats.get('rollout/reward', float('nan')):.2f}")
+            bar.set_postfix(self.progress(stats))
             if not callback.on_update_end():
                 break
         bar.close()
         callback.on_training_end()
+        return self
+
+    def prepare_learning(self, total_timesteps: int | None, total_updates: int | None) -> None:
+        """Check and note the totals before training starts (nothing by default)."""
+
+    def measure_start(self) -> None:
+        """Measure the starting policy before the first update of a fresh agent (nothing by default)."""
+
+    @abc.abstractmethod
+    def learning_step(self, callback: Callback) -> dict[str, float] | None:
+        """Collect experience and do one update (``num_updates`` grows by one); returns the update's statistics.
+
+        Args:
+            callback: The training callback; call its ``on_step`` (and ``update_locals``) after env
+                steps, ``on_rollout_end`` before the update. ``on_update_end`` is :meth:`learn`'s.
+
+        Returns:
+            The statistics (``rollout/reward`` at least), or ``None`` when the callback stopped
+            training before the update.
+        """
+
+    def progress(self, stats: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows after an update (the mean reward by default)."""
+        return {"reward": f"{stats.get('rollout/reward', float('nan')):.2f}"}
+
+    def _finished(self, total_timesteps: int | None, total_updates: int | None) -> bool:
+        """Whether ``learn`` has reached ``total_timesteps`` env steps or ``total_updates`` updates."""
+        return (total_updates is not None and self.num_updates >= total_updates) or (
+            total_timesteps is not None and self.num_timesteps >= total_timesteps)
 
     # ------------------------------------------------------------------ selection
-    def validate(self, prompts: list[str]) -> list[dict[str, Any]]:
-        """Score prompts on the task's validation split and offer them to the pool."""
-        results = evaluate_prompts(self.env.attr("scorer"), self.env.attr("task"), prompts, split="validation")
-        for result in results:
-            self.pool.add(result["prompt"], result["accuracy"], result.get("gap", 0.0), self.num_updates)
-        return results
-
-    def log_validation(self, stats: dict[str, float]) -> dict[str, float]:
-        """Add the best validation accuracy and the budget counters to ``stats``, then record and dump them."""
-        stats = dict(stats)
-        stats["eval/best_val_accuracy"] = self._best_val()
-        stats["time/target_evaluations"] = self._target_evaluations()
-        stats["time/updates"] = self.num_updates
-        stats["time/timesteps"] = self.num_timesteps
-        stats["time/wall_s"] = self.elapsed()
-        for key, value in stats.items():
-            self.logger.record(key, value)
-        self.logger.dump(self.num_updates)
-        return stats
-
     def validation_contexts(self, count: int) -> list[list[int]]:
         """``count`` fixed meta-prompts for measuring the policy, the same at every check of a run.
 
@@ -350,32 +311,12 @@ class LLMPromptAgent(Agent):
             self.policy_acc = accuracy
         return accuracy, results
 
-    def selection_evaluations(self) -> int:
-        """Most target evaluations :meth:`select_prompt` can spend (reserve this much of a budget)."""
-        return (1 + self.config.final_samples) * len(self.env.attr("task").split("validation"))
-
-    def select_prompt(self) -> dict[str, Any]:
-        """Validate the greedy prompt and ``final_samples`` sampled ones, then return the pool's best.
-
-        The choice uses the validation split only; report its test accuracy separately.
-        """
+    def selection_candidates(self) -> list[str]:
+        """The greedy prompt and ``final_samples`` sampled ones, for the last meta-prompt seen in training."""
         context = self._last_context
         if context is None:
             context = self.env.attr("sampler").sample(np.random.default_rng(self.config.seed)).meta_ids
         written = self.write_prompts([context], deterministic=True)
         if self.config.final_samples:
             written += self.write_prompts([context] * self.config.final_samples)
-        self.validate([text for text, _ in written])
-        return dict(self.pool.best())
-
-    def _best_val(self) -> float:
-        best = self.pool.best()
-        return best["val_accuracy"] if best else float("nan")
-
-    def _target_evaluations(self) -> int:
-        """Evaluations the env's target(s) made so far (summed over the distinct scorers of a vector env)."""
-        env = self.env
-        if env.is_vector and hasattr(env.env, "get_attr") and not hasattr(env.env.unwrapped, "scorer"):
-            scorers = {id(s): s for s in env.env.get_attr("scorer")}.values()
-            return int(sum(s.num_evaluations for s in scorers))
-        return int(env.attr("scorer").num_evaluations)
+        return [text for text, _ in written]

@@ -1,4 +1,4 @@
-"""Group-baseline policy gradient (the GRPO / RLOO family) on the APPO policy pieces.
+"""Group-baseline policy gradient (the GRPO / RLOO family) on the shared LLM-agent pieces.
 
 Each update draws ``groups_per_update`` meta-prompts and writes ``group_size`` prompts for each;
 every prompt is played as one env episode, and all prompts of a group are judged on the same
@@ -21,22 +21,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 
 from prompt_gym import checkpoint as ckpt
-from prompt_gym.agents.appo import loss as L
-from prompt_gym.agents.appo.config import ModelConfig
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY
-from prompt_gym.agents.base import require
-from prompt_gym.agents.llm import LLMAgentConfig, LLMPromptAgent
+from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig, ValidationConfig, require
+from prompt_gym.agents.llm import LLMPromptAgent
+from prompt_gym.agents.lora_policy import ANCHOR, POLICY, masked_mean
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import Trajectory
 from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
+from prompt_gym.callbacks import Callback
 from prompt_gym.logging import Logger
 
 
 @dataclass
-class PGGroupConfig(LLMAgentConfig):
-    """Hyper-parameters of the group-baseline policy gradient.
+class PGGroupConfig(LLMAgentConfig, ValidationConfig):
+    """Hyper-parameters of the group-baseline policy gradient (with the LLM-agent and validation settings).
 
     Attributes:
         learning_rate: Adam learning rate of the LoRA weights.
@@ -88,9 +89,9 @@ def pg_group_loss(
     Returns:
         ``(loss, stats)`` with ``policy_loss``, ``kl_to_reference`` and ``loss``.
     """
-    surrogate = -L.masked_mean(advantages[:, None] * logprobs, mask)
+    surrogate = -masked_mean(advantages[:, None] * logprobs, mask)
     log_ratio = ref_logprobs - logprobs
-    kl = L.masked_mean(torch.exp(log_ratio) - log_ratio - 1.0, mask)
+    kl = masked_mean(torch.exp(log_ratio) - log_ratio - 1.0, mask)
     loss = surrogate + kl_coef * kl
     return loss, {"policy_loss": float(surrogate.detach()), "kl_to_reference": float(kl.detach()),
                   "loss": float(loss.detach())}
@@ -109,6 +110,7 @@ class PGGroupAgent(LLMPromptAgent):
     """
 
     name = "pg-group"
+    supports_checkpoints = True
 
     def __init__(
         self, env: Any = None, config: PGGroupConfig | None = None, model_config: ModelConfig | None = None,
@@ -117,32 +119,24 @@ class PGGroupAgent(LLMPromptAgent):
         super().__init__(env, config or PGGroupConfig(), model_config, model, tokenizer, logger)
         self.optimizer = torch.optim.Adam(self.policy.adapter_parameters(POLICY), lr=self.config.learning_rate)
 
-    def learn(
-        self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = False,
-        total_updates: int | None = None,
-    ) -> PGGroupAgent:
-        """Train until ``total_timesteps`` env steps or ``total_updates`` updates (totals from the start).
+    def measure_start(self) -> None:
+        """Measure the starting policy's own accuracy (update 0), as every ``eval_interval`` updates later."""
+        accuracy, _ = self.policy_accuracy(self.config.eval_samples)
+        self.log_validation({"eval/policy_accuracy": accuracy})
 
-        The starting policy's own accuracy is measured first (update 0), as every ``eval_interval`` updates later.
-        """
-        self.start_clock()
-        if self.num_updates == 0 and not self.logger.history:
-            accuracy, _ = self.policy_accuracy(self.config.eval_samples)
-            self.log_validation({"eval/policy_accuracy": accuracy})
-        self.run_updates(self._group_update, total_timesteps, total_updates, callback, progress_bar)
-        return self
-
-    def _group_update(self) -> dict[str, float]:
+    def learning_step(self, callback: Callback) -> dict[str, float]:
+        """Play ``groups_per_update`` groups, take one gradient step, validate when due."""
         groups = [self.play_group(self.config.group_size, same_meta_prompt=True)
                   for _ in range(self.config.groups_per_update)]
-        stats = self.update(groups)
+        callback.on_rollout_end()
+        stats = self.gradient_step(groups)
         if self.num_updates % self.config.eval_interval == 0:
             accuracy, _ = self.policy_accuracy(self.config.eval_samples)
             self.log_validation(stats | {"eval/policy_accuracy": accuracy})
         return stats
 
-    def update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
-        """One gradient step on finished groups of episodes; returns the logged statistics."""
+    def gradient_step(self, groups: list[list[Trajectory]]) -> dict[str, float]:
+        """One gradient step on finished groups of episodes; returns the update's statistics."""
         episodes = [t for group in groups for t in group]
         contexts, actions = [t.context for t in episodes], [t.actions for t in episodes]
         rewards = torch.tensor([[t.reward for t in group] for group in groups], dtype=torch.float32)
@@ -161,7 +155,7 @@ class PGGroupAgent(LLMPromptAgent):
         self.policy.eval()
         self.num_updates += 1
         stats = {f"train/{k}": v for k, v in stats.items()} | {
-            "train/entropy": float(L.masked_mean(entropy.detach(), mask)),
+            "train/entropy": float(masked_mean(entropy.detach(), mask)),
             "rollout/reward": float(rewards.mean()),
             "rollout/reward_group_std": float(rewards.std(dim=1).mean()),
             "rollout/prompt_tokens": float(np.mean([len(a) for a in actions])),
@@ -190,9 +184,6 @@ class PGGroupAgent(LLMPromptAgent):
 
     def _load_saved(self, path: Path, meta: dict[str, Any]) -> None:
         """Load the policy adapter, counters and pool that :meth:`save` wrote into ``path``."""
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         weights = load_file(str(path / "adapters" / "adapter_model.safetensors"), device=str(self.policy.device))
         set_peft_model_state_dict(self.policy.model, weights, adapter_name=POLICY)
         self.num_updates, self.num_timesteps = meta["num_updates"], meta["num_timesteps"]

@@ -1,17 +1,55 @@
-"""Environment plumbing shared by the LLM agents: one batched view of single and vector envs.
+"""Environment plumbing shared by the agents: the env contract and one batched view of single and vector envs.
 
-Agents know environments only through Gymnasium's interface and a few attributes the
-prompt-tuning envs expose (``task``, ``scorer``, ``max_prompt_tokens``).
+Agents know environments only through Gymnasium's interface and the attributes that
+:class:`PromptEnv` declares, read through :meth:`EnvAdapter.attr`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+if TYPE_CHECKING:
+    from prompt_gym.tasks import Task
+
+
+class PromptEnv(Protocol):
+    """What agents may read from a prompt-gym env's ``env.unwrapped`` (and nothing else).
+
+    ``PromptTuneEnv`` and the TTE env document the same list in their spec sheets ("Attributes
+    agents may read"); an env of your own that offers these attributes works with every agent.
+
+    Attributes:
+        task: The task (splits, verbalizers, manual prompt); agents validate prompts on its validation split.
+        scorer: The target that scores prompts (``num_evaluations`` counts its evaluations).
+        tokenizer: The env's tokenizer (the agent LLM's, in token mode).
+        action_mode: ``"token"`` or ``"text"``.
+        max_prompt_tokens: Longest prompt an episode accepts.
+        evaluations_per_episode: Target evaluations one finished episode costs.
+        observation_length: Width of a token-mode observation (meta-prompt and prompt, left-padded).
+        pad_token_id: Padding id of token-mode observations.
+        eos_token_id: The token that ends an episode in token mode.
+        sampler: The episode sampler: ``sampler.sample(rng).meta_ids`` draws a meta-prompt.
+    """
+
+    task: Task
+    scorer: Any
+    tokenizer: Any
+    action_mode: str
+    max_prompt_tokens: int
+    evaluations_per_episode: int
+    observation_length: int
+    pad_token_id: int
+    eos_token_id: int
+    sampler: Any
+
+
+PROMPT_ENV_ATTRIBUTES = frozenset(PromptEnv.__annotations__)
+"""The names :class:`PromptEnv` declares: what :meth:`EnvAdapter.attr` reads."""
 
 
 @dataclass
@@ -103,13 +141,28 @@ class EnvAdapter:
         self.action_mode = action_mode_of(env.single_action_space if self.is_vector else env.action_space)
 
     def attr(self, name: str) -> Any:
-        """An attribute of the (first) underlying env, such as ``task`` or ``scorer``."""
+        """A :class:`PromptEnv` attribute of the (first) underlying env, such as ``task`` or ``scorer``.
+
+        Raises:
+            AttributeError: ``name`` is not part of :class:`PromptEnv`, or the env lacks it (not a prompt-gym env).
+        """
+        if name not in PROMPT_ENV_ATTRIBUTES:
+            raise AttributeError(f"Agents read only the PromptEnv attributes {sorted(PROMPT_ENV_ATTRIBUTES)}, "
+                                 f"not {name!r}.")
         target = self.env.unwrapped
         if hasattr(target, name):
             return getattr(target, name)
         if self.is_vector and hasattr(self.env, "get_attr"):
             return self.env.get_attr(name)[0]
-        raise AttributeError(f"The environment has no attribute {name!r}; APPO needs a prompt-gym env.")
+        raise AttributeError(f"The environment has no attribute {name!r}; agents need a prompt-gym env "
+                             "(see prompt_gym.agents.rollout.PromptEnv).")
+
+    def target_evaluations(self) -> int:
+        """Evaluations the env's target(s) made so far (summed over the distinct scorers of a vector env's rows)."""
+        if self.is_vector and hasattr(self.env, "get_attr") and not hasattr(self.env.unwrapped, "scorer"):
+            scorers = {id(s): s for s in self.env.get_attr("scorer")}.values()
+            return int(sum(s.num_evaluations for s in scorers))
+        return int(self.attr("scorer").num_evaluations)
 
     def reset(self, seed: int | None = None) -> Any:
         """Reset every row; returns the (batched, for vector envs) observation."""

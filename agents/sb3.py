@@ -13,7 +13,9 @@ only what the token env needs:
   policy head is ``k`` wide instead of the whole vocabulary.
 
 Validation checks and prompt selection run as an SB3 callback and by rolling the SB3 policy out
-on meta-prompts without stepping the env (so they cost only the validation evaluations).
+on meta-prompts without stepping the env (so they cost only the validation evaluations). Each SB3
+rollout is one update (``num_updates``); prompt-gym callbacks passed to ``learn`` get ``on_step``
+after every env step, ``on_rollout_end`` and ``on_update_end`` after every rollout.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from prompt_gym import checkpoint as ckpt
-from prompt_gym.agents.base import Agent
+from prompt_gym.agents.configs import ValidationConfig
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter
-from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.agents.selection import SelectingAgent, mean_accuracy
+from prompt_gym.callbacks import Callback, as_callback
 from prompt_gym.logging import Logger
+from prompt_gym.models import shared_causal_lm
 
 ALGORITHMS: dict[str, type] = {"ppo": PPO, "a2c": A2C}
 
@@ -63,8 +67,6 @@ class TokenEmbeddingExtractor(BaseFeaturesExtractor):
             raise ValueError("TokenEmbeddingExtractor needs the token-mode observation Dict(input_ids, "
                              f"attention_mask), got {observation_space}; make the env with action_mode='token'.")
         if embeddings is None and model_spec is not None:
-            from prompt_gym.models import shared_causal_lm
-
             embeddings = shared_causal_lm(model_spec)[0].get_input_embeddings().weight
         vocab = int(observation_space["input_ids"].high.max()) + 1
         dim = embedding_dim if embeddings is None else int(embeddings.shape[1])
@@ -117,22 +119,22 @@ def top_k_token_ids(model: Any, env: gym.Env, k: int, probes: int = 8, seed: int
 
     EOS is always among them (it replaces the last one if needed), so the agent can stop early.
     """
-    unwrapped = env.unwrapped
+    prompt_env = EnvAdapter(env)
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
     total = None
     for _ in range(probes):
-        ids = torch.tensor([unwrapped.sampler.sample(rng).meta_ids], device=device)
+        ids = torch.tensor([prompt_env.attr("sampler").sample(rng).meta_ids], device=device)
         probs = torch.softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
         total = probs if total is None else total + probs
-    eos = int(unwrapped.eos_token_id)
-    ranked = [int(t) for t in torch.argsort(total[: unwrapped.vocab_size], descending=True)[:k].tolist()]
+    eos = int(prompt_env.attr("eos_token_id"))
+    ranked = [int(t) for t in torch.argsort(total[: env.action_space.n], descending=True)[:k].tolist()]
     return ranked if eos in ranked else [*ranked[: k - 1], eos]
 
 
 @dataclass
-class SB3Config:
-    """Settings of the SB3 bridge.
+class SB3Config(ValidationConfig):
+    """Settings of the SB3 bridge (with the validation and selection settings of ``ValidationConfig``).
 
     Attributes:
         algo: ``"ppo"`` or ``"a2c"`` (SB3's classes, used as they are).
@@ -143,10 +145,9 @@ class SB3Config:
         recent: Last tokens pooled separately by the extractor.
         algo_kwargs: Passed to the SB3 constructor (``n_steps``, ``learning_rate``, ``ent_coef``...).
         net_arch: Hidden layers of the policy and value MLPs.
-        eval_interval: SB3 rollouts between validation checks.
-        eval_samples: Prompts sampled from the policy and validated at each check.
-        pool_size: Best prompts kept, by validation accuracy.
-        final_samples: Extra sampled prompts validated by :meth:`SB3Agent.select_prompt` (plus the greedy one).
+
+    ``eval_interval`` counts SB3 rollouts; ``final_samples`` sampled prompts and the greedy one are
+    validated by ``select_prompt``.
     """
 
     algo: str = "ppo"
@@ -157,38 +158,36 @@ class SB3Config:
     recent: int = 4
     algo_kwargs: dict[str, Any] = field(default_factory=lambda: {"n_steps": 64, "learning_rate": 3e-4})
     net_arch: list[int] = field(default_factory=lambda: [64])
-    eval_interval: int = 5
-    eval_samples: int = 2
-    pool_size: int = 5
-    final_samples: int = 4
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.algo not in ALGORITHMS:
             raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {self.algo!r}.")
         if self.top_k is not None and self.top_k < 2:
             raise ValueError(f"top_k must be None or at least 2 (a token and EOS), got {self.top_k}.")
-        if min(self.eval_interval, self.eval_samples, self.pool_size) < 1 or self.final_samples < 0:
-            raise ValueError("eval_interval, eval_samples and pool_size must be positive, final_samples "
-                             "non-negative.")
 
 
-class _ValidationCallback(BaseCallback):
-    """Every ``eval_interval`` SB3 rollouts, validate a few prompts written by the current policy."""
+class _PromptGymHooks(BaseCallback):
+    """Runs inside SB3's ``learn``: counts rollouts as updates, validates when due, drives a prompt-gym callback."""
 
-    def __init__(self, agent: SB3Agent) -> None:
+    def __init__(self, agent: SB3Agent, callback: Callback) -> None:
         super().__init__()
         self.agent = agent
+        self.callback = callback
+        self.stop = False
 
     def _on_step(self) -> bool:
-        return True
+        return self.callback.on_step() and not self.stop
 
     def _on_rollout_end(self) -> None:
         self.agent.num_updates += 1
         if self.agent.num_updates % self.agent.config.eval_interval == 0:
             self.agent.validation_check()
+        self.callback.on_rollout_end()
+        self.stop = not self.callback.on_update_end()  # SB3 stops at the next step
 
 
-class SB3Agent(Agent):
+class SB3Agent(SelectingAgent):
     """A Stable-Baselines3 algorithm on the token-mode env, behind the prompt-gym ``Agent`` interface.
 
     Args:
@@ -201,6 +200,7 @@ class SB3Agent(Agent):
 
     Attributes:
         model: The ``stable_baselines3.PPO`` / ``A2C`` instance.
+        env: The env behind :class:`~prompt_gym.agents.rollout.EnvAdapter` (``env.env`` is the one SB3 trains on).
         token_ids: Allowed token ids (``None``: the whole vocabulary).
         num_updates: SB3 rollouts completed.
     """
@@ -212,17 +212,14 @@ class SB3Agent(Agent):
         logger: Logger | None = None, token_ids: list[int] | None = None,
     ) -> None:
         self.config = config or SB3Config()
-        self.adapter = EnvAdapter(env)
-        if self.adapter.is_vector or self.adapter.action_mode != "token":
+        self.env = EnvAdapter(env)
+        if self.env.is_vector or self.env.action_mode != "token":
             raise ValueError("SB3Agent trains on one token-mode env: gym.make(id, action_mode='token').")
         if model is None and model_spec is not None:
-            from prompt_gym.models import shared_causal_lm
-
             model = shared_causal_lm(model_spec)[0]
         self.model_spec = model_spec
-        self.env = env
         self.token_ids = token_ids
-        if self.token_ids is None and self.config.top_k is not None and self.config.top_k < env.unwrapped.vocab_size:
+        if self.token_ids is None and self.config.top_k is not None and self.config.top_k < env.action_space.n:
             if model is None:
                 raise ValueError("top_k needs the agent LLM to rank tokens: pass model= or model_spec=, or set "
                                  "top_k=None to act over the whole vocabulary.")
@@ -260,14 +257,29 @@ class SB3Agent(Agent):
             action = np.asarray(self.token_ids)[action]
         return (int(action) if np.ndim(action) == 0 else action), state
 
-    def learn(self, total_timesteps: int | None, callback: Any = None, progress_bar: bool = False) -> SB3Agent:
-        """Run SB3's ``learn`` until ``total_timesteps`` env steps in all (``callback``: extra SB3 callbacks)."""
-        if total_timesteps is None:
-            raise ValueError("SB3Agent.learn needs total_timesteps.")
-        remaining = total_timesteps - self.num_timesteps
+    def learn(
+        self, total_timesteps: int | None = None, total_updates: int | None = None, callback: Any = None,
+        progress_bar: bool = False,
+    ) -> SB3Agent:
+        """Run SB3's ``learn`` until ``total_timesteps`` env steps or ``total_updates`` rollouts in all.
+
+        ``callback`` takes prompt-gym callbacks (see the module doc) and SB3's own ``BaseCallback`` s.
+        """
+        if total_timesteps is None and total_updates is None:
+            raise ValueError("Give total_timesteps or total_updates.")
+        limits = [] if total_timesteps is None else [total_timesteps - self.num_timesteps]
+        if total_updates is not None:
+            limits.append((total_updates - self.num_updates) * self.model.n_steps)
+        remaining = min(limits)
+        given = [] if callback is None else [callback] if not isinstance(callback, (list, tuple)) else list(callback)
+        ours = as_callback([c for c in given if not isinstance(c, BaseCallback)])
+        ours.init_callback(self)
+        ours.on_training_start(locals())
+        self.start_clock()
         if remaining > 0:
-            callbacks = [_ValidationCallback(self), *([callback] if callback is not None else [])]
+            callbacks = [_PromptGymHooks(self, ours), *[c for c in given if isinstance(c, BaseCallback)]]
             self.model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar)
+        ours.on_training_end()
         return self
 
     # ------------------------------------------------------------------ prompts
@@ -275,12 +287,13 @@ class SB3Agent(Agent):
         """Roll the policy out on ``count`` fresh meta-prompts without stepping the env (no target calls)."""
         if count == 0:
             return []
-        env = self.env.unwrapped
-        length, pad, eos = env.observation_length, env.pad_token_id, env.eos_token_id
-        metas = [env.sampler.sample(self.rng).meta_ids for _ in range(count)]
+        env = self.env
+        length, pad, eos = env.attr("observation_length"), env.attr("pad_token_id"), env.attr("eos_token_id")
+        longest = env.attr("max_prompt_tokens")
+        metas = [env.attr("sampler").sample(self.rng).meta_ids for _ in range(count)]
         prompts: list[list[int]] = [[] for _ in range(count)]
         done = [False] * count
-        for _ in range(env.max_prompt_tokens):
+        for _ in range(longest):
             ids = np.full((count, length), pad, dtype=np.int64)
             mask = np.zeros((count, length), dtype=np.int64)
             for row, (meta, prompt) in enumerate(zip(metas, prompts, strict=True)):
@@ -294,38 +307,18 @@ class SB3Agent(Agent):
                     done[row] = True
                     continue
                 prompts[row].append(int(token))
-                done[row] = len(prompts[row]) >= env.max_prompt_tokens
+                done[row] = len(prompts[row]) >= longest
             if all(done):
                 break
-        return [env.tokenizer.decode(p, skip_special_tokens=True).strip() for p in prompts]
-
-    def validate(self, prompts: list[str]) -> list[dict[str, Any]]:
-        """Score prompts on the validation split and offer them to the pool."""
-        results = evaluate_prompts(self.adapter.attr("scorer"), self.adapter.attr("task"), prompts, "validation")
-        for result in results:
-            self.pool.add(result["prompt"], result["accuracy"], result.get("gap", 0.0), self.num_updates)
-        return results
+        return [env.attr("tokenizer").decode(p, skip_special_tokens=True).strip() for p in prompts]
 
     def validation_check(self) -> dict[str, Any]:
         """Validate ``eval_samples`` sampled prompts; record and dump the metrics."""
-        results = self.validate(self.write_prompts(self.config.eval_samples))
-        record = {"eval/val_accuracy": float(np.mean([r["accuracy"] for r in results])),
-                  "eval/best_val_accuracy": self.pool.best()["val_accuracy"],
-                  "time/target_evaluations": self.adapter.attr("scorer").num_evaluations,
-                  "time/timesteps": self.num_timesteps, "time/updates": self.num_updates}
-        for key, value in record.items():
-            self.logger.record(key, value)
-        return self.logger.dump(self.num_updates)
+        return self.log_validation(mean_accuracy(self.validate(self.write_prompts(self.config.eval_samples))))
 
-    def selection_evaluations(self) -> int:
-        """Most target evaluations :meth:`select_prompt` can spend."""
-        return (1 + self.config.final_samples) * len(self.adapter.attr("task").split("validation"))
-
-    def select_prompt(self) -> dict[str, Any]:
-        """Validate the greedy prompt and ``final_samples`` sampled ones; return the pool's best (validation only)."""
-        prompts = self.write_prompts(1, deterministic=True) + self.write_prompts(self.config.final_samples)
-        self.validate(prompts)
-        return dict(self.pool.best())
+    def selection_candidates(self) -> list[str]:
+        """The greedy prompt and ``final_samples`` sampled ones, each from a fresh meta-prompt."""
+        return self.write_prompts(1, deterministic=True) + self.write_prompts(self.config.final_samples)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

@@ -3,7 +3,7 @@
 Each way runs in its own fresh subprocess, which loads the default model, builds the roles, uses
 each once (a policy forward + backward through the LoRA adapter ``default``, an anchor forward
 with the adapter ``anchor``, a target scoring call with the adapters disabled), and reports its
-peak RSS. "shared" is how prompt-gym holds them: one base model wrapped by ``APPOPolicy``
+peak RSS. "shared" is how prompt-gym holds them: one base model wrapped by ``LoRAPolicy``
 (adapters ``default`` and ``anchor``), with the ``LMScorer`` target on the same object. "three
 copies" is the reference way: a policy model, an anchor model and a target model, each loaded on
 its own. The baseline row is a process that only imports the libraries.
@@ -31,8 +31,8 @@ def measure(way: str) -> dict[str, float]:
     """Build and use the roles the given way (in this process); return the peak RSS in MiB."""
     import torch
 
-    from prompt_gym.agents.appo.config import ModelConfig
-    from prompt_gym.agents.appo.policy import ANCHOR, APPOPolicy
+    from prompt_gym.agents.configs import ModelConfig
+    from prompt_gym.agents.lora_policy import ANCHOR, LoRAPolicy
     from prompt_gym.models import DEFAULT_MODEL, load_causal_lm
     from prompt_gym.scoring import LMScorer
     from prompt_gym.tasks import get_task
@@ -42,11 +42,11 @@ def measure(way: str) -> dict[str, float]:
         return {"peak_rss_mib": peak_rss_mib()}
     config = ModelConfig(lora_dropout=0.0)
     model, tokenizer = load_causal_lm(DEFAULT_MODEL, device="cpu")
-    policy = APPOPolicy(model, config)
+    policy = LoRAPolicy(model, config)
     if way == "shared":
         anchor, target = policy, model  # the same base weights, adapters switched
     else:
-        anchor = APPOPolicy(load_causal_lm(DEFAULT_MODEL, device="cpu")[0], config)
+        anchor = LoRAPolicy(load_causal_lm(DEFAULT_MODEL, device="cpu")[0], config)
         target = load_causal_lm(DEFAULT_MODEL, device="cpu")[0]
     ids = torch.tensor([tokenizer.encode(task.manual_prompt)] * 4)
     mask = torch.ones_like(ids)

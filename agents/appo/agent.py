@@ -18,8 +18,8 @@ validated progress (see ``docs/appo.md`` and the reference digest §2.2). Each u
 
 Unlike the paper's public code, the anchor really is the KL reference, promotion copies weights
 (no aliasing), rollback keeps the optimizer attached to the trained parameters, and prompts are
-selected on validation only. Writing, validating and selecting prompts come from
-:class:`~prompt_gym.agents.llm.LLMPromptAgent`, shared with the other LLM agents.
+selected on validation only. Writing, validating and selecting prompts, the learn loop and the
+LoRA policy come from :class:`~prompt_gym.agents.llm.LLMPromptAgent`, shared with the other LLM agents.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ import torch
 
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.appo import loss as L
-from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.appo.config import APPOConfig
+from prompt_gym.agents.appo.persistence import load_agent, read_checkpoint, save_agent, write_checkpoint
+from prompt_gym.agents.configs import ModelConfig
 from prompt_gym.agents.llm import LLMPromptAgent
+from prompt_gym.agents.lora_policy import ANCHOR, POLICY, masked_mean
 from prompt_gym.agents.rollout import Trajectory, final_infos, is_batched, split_observation
 from prompt_gym.budget import BudgetExhausted
-from prompt_gym.callbacks import as_callback
+from prompt_gym.callbacks import Callback
 from prompt_gym.logging import Logger
 
 
@@ -61,6 +63,7 @@ class APPOAgent(LLMPromptAgent):
 
     name = "appo"
     accepts_vector_env = True
+    supports_checkpoints = True
 
     def __init__(
         self, env: Any = None, config: APPOConfig | None = None, model_config: ModelConfig | None = None,
@@ -121,52 +124,36 @@ class APPOAgent(LLMPromptAgent):
         return len(self._buffer) >= self.config.batch_size
 
     # ------------------------------------------------------------------ learning
-    def learn(
-        self, total_timesteps: int | None = None, callback: Any = None, progress_bar: bool = True,
-        total_updates: int | None = None,
-    ) -> APPOAgent:
-        """Train until ``total_timesteps`` env steps or ``total_updates`` updates (totals, counted from the start).
+    def prepare_learning(self, total_timesteps: int | None, total_updates: int | None) -> None:
+        """Refuse settings that cannot train on this env; note the learning-rate schedule's length.
 
         Each update starts from a fresh ``env.reset`` (seeded with ``config.seed`` before the first
-        update), runs ``predict``/``step``/``remember`` until a batch is full, then calls :meth:`update`.
+        update), runs ``predict``/``step``/``remember`` until a batch is full, then calls :meth:`update`
+        (see :meth:`learning_step`).
         """
-        if self.env is None:
-            raise ValueError("learn() needs an environment: APPOAgent(env, ...) or APPOAgent.load(path, env=env).")
         if self.config.shared_meta_prompt is True and self.env.is_vector:
             raise ValueError("shared_meta_prompt writes each update's prompts for one meta-prompt on a single env; "
                              "pass gym.make(...) instead of a vector env, or set shared_meta_prompt=False.")
-        if total_timesteps is None and total_updates is None:
-            raise ValueError("Give total_timesteps or total_updates.")
         if self.config.anneal_lr and total_updates is None:
             raise ValueError("anneal_lr needs total_updates (the schedule's length).")
         self._lr_horizon = total_updates
-        callback = as_callback(callback)
-        callback.init_callback(self)
-        callback.on_training_start(locals())
-        from tqdm.auto import tqdm
 
-        self.start_clock()
-        bar = tqdm(total=total_updates, initial=self.num_updates, disable=not progress_bar, desc="APPO", unit="update")
-        if self.num_updates == 0 and not self.logger.history:
-            self._measure_start()
-        keep_going = True
-        while keep_going and not self._finished(total_timesteps, total_updates):
-            if self._shares_meta_prompt():
-                self._buffer = self.play_group(self.config.batch_size, same_meta_prompt=True)
-                keep_going = callback.on_step()
-            else:
-                keep_going = self._collect(callback)
-            if not keep_going:
-                break
-            callback.on_rollout_end()
-            stats = self.update()
-            bar.update(1)
-            bar.set_postfix(reward=f"{stats['rollout/reward']:.2f}", policy_acc=f"{self.policy_acc:.3f}",
-                            best_val=f"{self._best_val():.3f}")
-            keep_going = callback.on_update_end()
-        bar.close()
-        callback.on_training_end()
-        return self
+    def learning_step(self, callback: Callback) -> dict[str, float] | None:
+        """Collect a batch (one shared meta-prompt, or ``predict``/``step``), then :meth:`update`."""
+        if self._shares_meta_prompt():
+            self._buffer = self.play_group(self.config.batch_size, same_meta_prompt=True)
+            keep_going = callback.on_step()
+        else:
+            keep_going = self._collect(callback)
+        if not keep_going:
+            return None
+        callback.on_rollout_end()
+        return self.update()
+
+    def progress(self, stats: dict[str, float]) -> dict[str, str]:
+        """The progress bar's reward, policy accuracy and best validation accuracy."""
+        return {"reward": f"{stats['rollout/reward']:.2f}", "policy_acc": f"{self.policy_acc:.3f}",
+                "best_val": f"{self.best_val_accuracy():.3f}"}
 
     def _shares_meta_prompt(self) -> bool:
         """Whether each update's prompts are written for one meta-prompt (``config.shared_meta_prompt``)."""
@@ -195,12 +182,12 @@ class APPOAgent(LLMPromptAgent):
             keep_going = callback.on_step()
         return keep_going
 
-    def _measure_start(self) -> None:
+    def measure_start(self) -> None:
         """Measure the starting policy (update 0) as every later check will; it is also the anchor's first estimate."""
         accuracy, results = self.policy_accuracy(self.config.anchor_samples)
         if not self.config.fixed_reference:
             self.anchor_scores = [r["accuracy"] for r in results]
-        self._log_update({"eval/policy_accuracy": accuracy, "eval/best_val_accuracy": self._best_val(),
+        self._log_update({"eval/policy_accuracy": accuracy, "eval/best_val_accuracy": self.best_val_accuracy(),
                           "time/updates": 0, "time/timesteps": self.num_timesteps})
 
     def _lr_factor(self, step: int) -> float:
@@ -268,12 +255,7 @@ class APPOAgent(LLMPromptAgent):
         self.elites = elites[: self.config.elite_replay]
 
     def _log_update(self, stats: dict[str, float]) -> None:
-        stats["time/target_evaluations"] = self._target_evaluations()
-        stats["time/wall_s"] = self.elapsed()
-        for key, value in stats.items():
-            self.logger.record(key, value)
-        self.logger.dump(self.num_updates)
-        self.last_stats = stats
+        self.last_stats = self.log_record(stats)
 
     def _ppo_update(self, batch: list[Trajectory], fresh: int) -> dict[str, float]:
         """PPO passes over ``batch``: its first ``fresh`` episodes were just played, the rest are replayed elites."""
@@ -307,7 +289,7 @@ class APPOAgent(LLMPromptAgent):
                 loss, step_stats, value_part = self._loss(
                     logprobs, values, old_logprobs[index, :width], old_values[index, :width],
                     advantages[index, :width], None if returns is None else returns[index, :width], mb_mask)
-                step_stats["entropy"] = float(L.masked_mean(entropy.detach(), mb_mask))
+                step_stats["entropy"] = float(masked_mean(entropy.detach(), mb_mask))
                 if steps == 0:
                     step_stats |= self._gradient_norms(loss, value_part)
                 self.optimizer.zero_grad()
@@ -322,7 +304,7 @@ class APPOAgent(LLMPromptAgent):
         for key in ("policy_grad_norm", "value_grad_norm"):  # measured once, on the first minibatch
             if f"train/{key}" in stats:
                 stats[f"train/{key}"] *= steps
-        stats["anchor/kl"] = float(L.masked_mean(kl, mask))
+        stats["anchor/kl"] = float(masked_mean(kl, mask))
         stats["train/kl_share"] = L.kl_share(scores, kl, mask, cfg.kl_coef)
         return stats
 
@@ -379,7 +361,7 @@ class APPOAgent(LLMPromptAgent):
             stats |= {"anchor/anchor_val_accuracy": anchor_acc, "anchor/delta": delta,
                       "anchor/anchor_samples": len(self.anchor_scores)}
         return stats | {"anchor/promotions": self.promotions, "anchor/rollbacks": self.rollbacks,
-                        "eval/best_val_accuracy": self._best_val()}
+                        "eval/best_val_accuracy": self.best_val_accuracy()}
 
     def promote(self) -> None:
         """Copy the policy into the anchor (the KL ball moves to the validated policy)."""
@@ -397,27 +379,19 @@ class APPOAgent(LLMPromptAgent):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
         """Write the config, both adapters (safetensors via ``save_pretrained``), the value heads and the pool."""
-        from prompt_gym.agents.appo.persistence import save_agent
-
         save_agent(self, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> APPOAgent:
         """Rebuild a saved agent; ``model=``/``tokenizer=`` pass a loaded base model instead of the saved spec."""
-        from prompt_gym.agents.appo.persistence import load_agent
-
         return load_agent(cls, Path(path), env, **kwargs)
 
     def save_checkpoint(self, root: str | Path) -> Path:
         """Write a resumable checkpoint (weights, optimizer, scheduler, RNGs, pool, counters) under ``root``."""
-        from prompt_gym.agents.appo.persistence import write_checkpoint
-
         return ckpt.save_checkpoint(root, self.num_updates, lambda folder: write_checkpoint(self, folder))
 
     def load_checkpoint(self, root: str | Path) -> Path:
         """Restore the newest verified checkpoint under ``root`` into this agent; returns its folder."""
-        from prompt_gym.agents.appo.persistence import read_checkpoint
-
         path = ckpt.latest_checkpoint(root)
         read_checkpoint(self, path)
         return path

@@ -1,7 +1,9 @@
-"""Configuration of the APPO agent: the algorithm (:class:`APPOConfig`) and the model (:class:`ModelConfig`).
+"""Configuration of the APPO agent: the algorithm (:class:`APPOConfig`); the model is :class:`ModelConfig`.
 
-Both are plain dataclasses that round-trip through :func:`dataclasses.asdict` (runs log them in
-``results.json`` and checkpoints store them), and validate their fields in ``__post_init__``.
+``APPOConfig`` inherits the settings every LLM agent has (:class:`~prompt_gym.agents.configs.LLMAgentConfig`:
+``seed``, ``device``, ``temperature``, ``max_prompt_tokens``, ``pool_size``, ``final_samples``) and adds
+APPO's. Both are plain dataclasses that round-trip through :func:`dataclasses.asdict` (runs log them
+in ``results.json`` and checkpoints store them), and validate their fields in ``__post_init__``.
 The defaults are the settings measured to learn with the default 135M model on a CPU
 (``benchmarks/RESULTS.md``, "Learning"); the StablePrompt code's (trl 0.x PPO, reference digest §5)
 are the preset ``"paper"`` (:data:`PRESETS`, :meth:`APPOConfig.from_preset`).
@@ -13,83 +15,24 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from prompt_gym.agents.base import require
-from prompt_gym.models import DEFAULT_MODEL
+from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig, require
 
-
-def check_writer_fields(config: Any) -> None:
-    """Validate the fields every LLM prompt-writing agent's config has (APPO's and the other LLM agents').
-
-    Args:
-        config: A config with ``temperature``, ``max_prompt_tokens``, ``pool_size`` and ``final_samples``.
-
-    Raises:
-        ValueError: A field is out of range (the message names it).
-    """
-    require(config.temperature > 0, f"temperature must be positive, got {config.temperature}.")
-    require(config.max_prompt_tokens is None or config.max_prompt_tokens >= 1, "max_prompt_tokens must be positive.")
-    require(config.pool_size >= 1, f"pool_size must be positive, got {config.pool_size}.")
-    require(config.final_samples >= 0, f"final_samples must be non-negative, got {config.final_samples}.")
-
+__all__ = ["ADVANTAGES", "PRESETS", "APPOConfig", "ModelConfig"]
 
 ADVANTAGES = ("batch", "critic")
 """How APPO estimates advantages (see ``APPOConfig.advantage``)."""
 
 
 @dataclass
-class ModelConfig:
-    """The agent LLM and its LoRA adapter.
-
-    Attributes:
-        model: Model spec: a built-in alias, a ``.gguf`` file, a local folder or a hub id. Ignored
-            when the agent is given a loaded model.
-        dtype: Weight dtype (``"float32"``, ``"bfloat16"``...); ``None`` picks bf16 on CUDA, fp32 on CPU.
-        lora_r: LoRA rank.
-        lora_alpha: LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``).
-        lora_dropout: Dropout on the LoRA input in training passes. APPO and PPO need 0 (their
-            probability ratio compares two passes of the same function; dropout would make it
-            differ from 1 for unchanged weights, as TRL's ``disable_dropout`` notes); the
-            group policy gradient, a single on-policy pass, may use it.
-        lora_target_modules: Module names that get LoRA layers; ``None`` uses peft's default for the
-            architecture (``q_proj``/``v_proj`` for Llama-style models).
-    """
-
-    model: str = DEFAULT_MODEL
-    dtype: str | None = None
-    lora_r: int = 16
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        require(self.lora_r >= 1, f"lora_r must be a positive integer, got {self.lora_r}.")
-        require(self.lora_alpha > 0, f"lora_alpha must be positive, got {self.lora_alpha}.")
-        require(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must lie in [0, 1), got {self.lora_dropout}.")
-        if self.lora_target_modules is not None:
-            require(len(self.lora_target_modules) > 0, "lora_target_modules must be None or a non-empty list.")
-            self.lora_target_modules = list(self.lora_target_modules)
-
-    def to_peft_config(self) -> Any:
-        """Return the ``peft.LoraConfig`` of the policy (and anchor) adapter."""
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=self.lora_target_modules,
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-
-
-@dataclass
-class APPOConfig:
+class APPOConfig(LLMAgentConfig):
     """Hyper-parameters of APPO (PPO whose KL anchor moves only after validated progress).
 
+    The inherited :class:`~prompt_gym.agents.configs.LLMAgentConfig` fields: ``seed`` (torch, numpy,
+    python and the first env reset), ``device``, ``temperature`` (of the policy; top-k/top-p are off,
+    as in the paper), ``max_prompt_tokens`` (``None``: the env's), ``pool_size`` and ``final_samples``
+    (prompts sampled from the final policy and validated before the final selection).
+
     Attributes:
-        seed: Seeds torch, numpy and python and the first environment reset.
-        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; used when the agent loads its model.
         learning_rate: Adam learning rate of the LoRA and value-head parameters (1e-5 in the paper's
             code, for a 7B model; a 135M model's LoRA needs about 1e-3 to move in tens of updates).
         anneal_lr: Decay the learning rate linearly to 0 over the ``total_updates`` of ``learn``.
@@ -118,8 +61,6 @@ class APPOConfig:
         kl_coef: beta of the per-token KL penalty ``-beta (log pi - log pi_anchor)``.
         max_grad_norm: Gradient-norm clip; ``None`` disables clipping (as in the paper's code).
         whiten_advantages: Normalise advantages over the batch's tokens.
-        temperature: Sampling temperature of the policy (top-k/top-p are off, as in the paper).
-        max_prompt_tokens: Longest prompt the agent writes in text mode; ``None`` reads it from the env.
         fixed_reference: Ablation "plain PPO": the KL reference is the starting policy and the anchor
             is never checked, promoted or rolled back.
         rollback: When the policy is worse than the anchor by more than ``anchor_threshold``, copy
@@ -128,13 +69,8 @@ class APPOConfig:
         anchor_check_interval: Updates between anchor checks.
         anchor_samples: Prompts sampled from the policy and from the anchor at each check (k).
         anchor_threshold: Validation-accuracy margin (delta) that triggers a promotion or a rollback.
-        pool_size: Best prompts kept, by validation accuracy, deduplicated.
-        final_samples: Prompts sampled from the final policy and scored on validation before the
-            final selection.
     """
 
-    seed: int = 0
-    device: str = "auto"
     learning_rate: float = 1e-3
     anneal_lr: bool = False
     batch_size: int = 8
@@ -151,16 +87,12 @@ class APPOConfig:
     kl_coef: float = 0.2
     max_grad_norm: float | None = None
     whiten_advantages: bool = True
-    temperature: float = 1.0
-    max_prompt_tokens: int | None = None
     fixed_reference: bool = False
     rollback: bool = True
     reset_optimizer_on_rollback: bool = True
     anchor_check_interval: int = 5
     anchor_samples: int = 8
     anchor_threshold: float = 0.05
-    pool_size: int = 5
-    final_samples: int = 4
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -189,7 +121,7 @@ class APPOConfig:
         require(self.anchor_samples >= 1, f"anchor_samples must be positive, got {self.anchor_samples}.")
         require(0.0 <= self.anchor_threshold < 1.0,
                 f"anchor_threshold must lie in [0, 1), got {self.anchor_threshold}.")
-        check_writer_fields(self)
+        super().__post_init__()
 
     @classmethod
     def from_preset(cls, preset: str | None = None, **overrides: Any) -> APPOConfig:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import torch
 
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the positions where ``mask`` is 1."""
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+from prompt_gym.agents.lora_policy import masked_mean
 
 
 def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -12,9 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+
 from prompt_gym import checkpoint as ckpt
-from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.appo.config import APPOConfig
+from prompt_gym.agents.configs import ModelConfig
+from prompt_gym.agents.lora_policy import ANCHOR, POLICY
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import Trajectory
 from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
@@ -22,8 +26,6 @@ from prompt_gym.agents.training_state import check_same_config, read_training_st
 
 def save_agent(agent: Any, path: Path) -> None:
     """Write what is needed to act and to keep training: config, adapters, value heads, pool."""
-    from safetensors.torch import save_file
-
     path.mkdir(parents=True, exist_ok=True)
     ckpt.save_json(path / "agent.json", agent.describe())
     agent.policy.model.save_pretrained(path / "adapters", selected_adapters=[POLICY, ANCHOR])
@@ -43,9 +45,6 @@ def _adapter_file(path: Path, adapter: str) -> Path:
 
 def load_weights(agent: Any, path: Path) -> None:
     """Load both adapters, the value heads and the pool saved by :func:`save_agent` into ``agent``."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
     device = agent.policy.device
     for adapter in (POLICY, ANCHOR):
         weights = load_file(str(_adapter_file(path, adapter)), device=str(device))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.lora_policy import ANCHOR, POLICY
 
 
 def snapshot(params):

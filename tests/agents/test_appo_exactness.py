@@ -7,7 +7,7 @@ import torch
 from prompt_gym.agents.appo import loss as L
 from prompt_gym.agents.appo.agent import APPOAgent
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.lora_policy import ANCHOR, POLICY
 
 
 def capture_first_policy_loss(monkeypatch):
@@ -56,8 +56,8 @@ def test_old_logprobs_are_the_sampling_distribution_at_any_temperature(make_agen
         return tokens
 
     agent.decoder.sample = recording_sample
-    measure_start = agent._measure_start
-    agent._measure_start = lambda: (measure_start(), sampled.clear())  # keep only the training episode's tokens
+    measure_start = agent.measure_start
+    agent.measure_start = lambda: (measure_start(), sampled.clear())  # keep only the training episode's tokens
     agent.learn(total_updates=1, progress_bar=False)
     _, old_logprobs, mask = calls[0]
     steps = int(mask.sum())

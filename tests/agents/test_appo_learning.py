@@ -5,9 +5,9 @@ import torch
 
 from prompt_gym.agents.appo.agent import APPOAgent
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
-from prompt_gym.agents.appo.generation import Decoder
+from prompt_gym.agents.decoding import Decoder
 from prompt_gym.testing import build_tiny_lm
-from prompt_gym.vocab import WordTokenizer
+from prompt_gym.toy import WordTokenizer
 
 LORA = ModelConfig(lora_target_modules=["q_proj", "v_proj", "lm_head"])
 

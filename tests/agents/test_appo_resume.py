@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from prompt_gym.agents.appo.agent import APPOAgent
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY
+from prompt_gym.agents.lora_policy import ANCHOR, POLICY
 from prompt_gym.checkpoint import CheckpointError, latest_checkpoint
 from prompt_gym.testing import build_tiny_lm
-from prompt_gym.vocab import WordTokenizer
+from prompt_gym.toy import WordTokenizer
 
 
 def fresh(env_factory, **overrides):

@@ -11,8 +11,8 @@ import torch
 
 import prompt_gym  # noqa: F401
 from prompt_gym.agents import AGENTS, make_agent
-from prompt_gym.agents.appo.policy import ANCHOR, POLICY
 from prompt_gym.agents.baselines import ManualAgent, RandomSearchAgent, RandomSearchConfig
+from prompt_gym.agents.lora_policy import ANCHOR, POLICY
 from prompt_gym.agents.pg_group import PGGroupAgent, PGGroupConfig, group_advantages, pg_group_loss
 from prompt_gym.callbacks import Callback
 from prompt_gym.testing import build_tiny_lm

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prompt_gym.agents.appo.policy import APPOPolicy, cache_layers
+from prompt_gym.agents.lora_policy import LoRAPolicy, cache_layers
 
 
 @dataclass
@@ -45,7 +45,7 @@ def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
 
 
 class Decoder:
-    """Samples tokens from an :class:`APPOPolicy` one step at a time, for many rows at once.
+    """Samples tokens from an :class:`LoRAPolicy` one step at a time, for many rows at once.
 
     Args:
         policy: The policy; the caller picks the adapter (``policy.use_adapter``).
@@ -53,7 +53,7 @@ class Decoder:
         temperature: Sampling temperature.
     """
 
-    def __init__(self, policy: APPOPolicy, pad_id: int, temperature: float = 1.0) -> None:
+    def __init__(self, policy: LoRAPolicy, pad_id: int, temperature: float = 1.0) -> None:
         self.policy = policy
         self.pad_id = pad_id
         self.temperature = temperature

@@ -1,12 +1,12 @@
-"""The APPO policy: one base LLM carrying two LoRA adapters and a value head.
+"""The LLM agents' policy: one base LLM carrying two LoRA adapters and a value head.
 
-* adapter ``default``: the trained policy;
-* adapter ``anchor``: a frozen copy, the KL reference; promotion copies ``default`` into it and
-  rollback copies it back;
+* adapter ``default`` (:data:`POLICY`): the trained policy;
+* adapter ``anchor`` (:data:`ANCHOR`): a frozen copy, the KL reference (APPO promotes the policy
+  into it and rolls back from it; pg-group and PPO keep it at the starting policy);
 * adapters disabled: the untouched base model (the target, when agent and target are one model).
 
 One copy of the base weights serves all three. The base weights are frozen; only the ``default``
-LoRA weights and the value head are trained.
+LoRA weights and the value head are trained. The adapter names are those of every saved agent.
 """
 
 from __future__ import annotations
@@ -17,14 +17,21 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from peft import PeftModel, get_peft_model
 from torch import nn
 
-from prompt_gym.agents.appo.config import ModelConfig
+from prompt_gym.agents.configs import ModelConfig
 
 POLICY, ANCHOR = "default", "anchor"
+"""Adapter names: the trained policy and its frozen reference (peft's default name for the first adapter)."""
 
 
-class APPOPolicy(nn.Module):
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the positions where ``mask`` is 1 (the masks :meth:`LoRAPolicy.sequence_logprobs` returns)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+class LoRAPolicy(nn.Module):
     """Wraps a causal LM with the policy and anchor adapters and a scalar value head.
 
     Args:
@@ -35,12 +42,10 @@ class APPOPolicy(nn.Module):
 
     def __init__(self, model: Any, model_config: ModelConfig) -> None:
         super().__init__()
-        from peft import PeftModel, get_peft_model
-
         if isinstance(model, PeftModel) or hasattr(model, "peft_config"):
             raise ValueError(
-                "The agent model already carries peft adapters; pass the plain base model and let APPO add "
-                "its own 'default' and 'anchor' adapters (load saved adapters with APPOAgent.load)."
+                "The agent model already carries peft adapters; pass the plain base model and let the agent add "
+                "its own 'default' and 'anchor' adapters (load saved adapters with the agent's load)."
             )
         for parameter in model.parameters():
             parameter.requires_grad_(False)
