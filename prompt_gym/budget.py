@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from prompt_gym.data import Example
+from prompt_gym.scoring import ExampleScores
+
 
 class BudgetExhausted(RuntimeError):
     """A target call was refused because it could take the evaluations past the budget."""
@@ -119,19 +122,19 @@ class BudgetedScorer:
             self.num_requested += pairs
             self.free_streak = 0 if spent else self.free_streak + pairs
 
+    def score_examples(self, prompts: Sequence[str], examples: Sequence[Example]) -> ExampleScores:
+        """The wrapped ``score_examples``, charged ``len(prompts)`` evaluations at most."""
+        return self._charge(len(prompts), lambda: self.scorer.score_examples(prompts, examples))
+
     def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-        """The wrapped ``score_pairs``, charged ``len(prompts)`` evaluations at most."""
+        """The wrapped ``score_pairs`` (classification targets), charged ``len(prompts)`` evaluations at most."""
         return self._charge(len(prompts), lambda: self.scorer.score_pairs(prompts, inputs))
 
     def score(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-        """The wrapped ``score``, charged ``len(prompts) * len(inputs)`` evaluations at most."""
+        """The wrapped ``score`` (classification targets), charged ``len(prompts) * len(inputs)`` evaluations at most."""
         return self._charge(len(prompts) * len(inputs), lambda: self.scorer.score(prompts, inputs))
 
     def __getattr__(self, name: str) -> Any:
         if name in ("scorer", "_limit"):  # not set yet (copy/pickle): avoid infinite recursion
             raise AttributeError(name)
-        value = getattr(self.scorer, name)
-        if name == "score_outputs" and callable(value):
-            return lambda prompts, inputs, outputs, **kw: self._charge(
-                len(prompts), lambda: value(prompts, inputs, outputs, **kw))
-        return value
+        return getattr(self.scorer, name)

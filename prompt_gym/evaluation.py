@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from prompt_gym.rewards import correct_and_gap
+from prompt_gym.scoring import Scorer
 from prompt_gym.tasks import Task
 
 
 def evaluate_prompts(
-    scorer: Any,
+    scorer: Scorer,
     task: Task,
     prompts: Sequence[str],
     split: str = "test",
@@ -21,8 +22,11 @@ def evaluate_prompts(
 ) -> list[dict[str, Any]]:
     """Score every prompt on every example of ``split``.
 
+    Each chunk of examples is one target call (:meth:`~prompt_gym.scoring.Scorer.score_examples`)
+    over every prompt, prompt by prompt.
+
     Args:
-        scorer: The target (see :mod:`prompt_gym.scoring`).
+        scorer: The target (see :class:`prompt_gym.scoring.Scorer`).
         task: The task.
         prompts: Prompts to evaluate.
         split: ``"test"`` to report, ``"validation"`` to select (never select on test).
@@ -39,44 +43,22 @@ def evaluate_prompts(
     """
     if isinstance(prompts, str) or not all(isinstance(prompt, str) for prompt in prompts):
         raise TypeError(f"prompts must be a list of strings, got {prompts!r}; wrap a single prompt as [prompt].")
-    if task.is_generation:
-        return _evaluate_generation(scorer, task, prompts, split, chunk_size, progress)
-    examples = task.split(split)
-    labels = np.array([example.label for example in examples])
-    correct = np.zeros((len(prompts), len(examples)), dtype=bool)
-    gap = np.zeros((len(prompts), len(examples)))
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(prompts) * len(examples), disable=not progress, unit="ex", desc=f"{task.name}/{split}") as bar:
-        for start in range(0, len(examples), chunk_size):
-            stop = min(start + chunk_size, len(examples))
-            scores = scorer.score(prompts, [example.input for example in examples[start:stop]])
-            correct[:, start:stop], gap[:, start:stop] = correct_and_gap(scores, labels[start:stop])
-            bar.update(len(prompts) * (stop - start))
-    return [
-        {"prompt": prompt, "split": split, "metric": task.metric, "accuracy": float(correct[i].mean()),
-         "gap": float(gap[i].mean()), "num_examples": len(examples)}
-        for i, prompt in enumerate(prompts)
-    ]
-
-
-def _evaluate_generation(
-    scorer: Any, task: Task, prompts: Sequence[str], split: str, chunk_size: int, progress: bool
-) -> list[dict[str, Any]]:
-    """The target answers every example of ``split`` with each prompt; the task metric scores it."""
-    from tqdm.auto import tqdm
-
     examples = task.split(split)
     scores = np.zeros((len(prompts), len(examples)))
+    gaps: np.ndarray | None = None
     with tqdm(total=len(prompts) * len(examples), disable=not progress, unit="ex", desc=f"{task.name}/{split}") as bar:
-        for i, prompt in enumerate(prompts):
-            for start in range(0, len(examples), chunk_size):
-                chunk = examples[start : start + chunk_size]
-                scores[i, start : start + len(chunk)] = scorer.score_outputs(
-                    [prompt] * len(chunk), [e.input for e in chunk], [e.outputs for e in chunk])
-                bar.update(len(chunk))
+        for start in range(0, len(examples), chunk_size):
+            chunk = examples[start : start + chunk_size]
+            stop = start + len(chunk)
+            scored = scorer.score_examples([prompt for prompt in prompts for _ in chunk], list(chunk) * len(prompts))
+            scores[:, start:stop] = scored.scores.reshape(len(prompts), len(chunk))
+            if scored.gaps is not None:
+                gaps = np.zeros_like(scores) if gaps is None else gaps
+                gaps[:, start:stop] = scored.gaps.reshape(len(prompts), len(chunk))
+            bar.update(len(prompts) * len(chunk))
     return [
-        {"prompt": prompt, "split": split, "metric": task.metric, "accuracy": float(scores[i].mean()),
-         "num_examples": len(examples)}
+        {"prompt": prompt, "split": split, "metric": task.metric, "accuracy": float(scores[i].mean())}
+        | ({} if gaps is None else {"gap": float(gaps[i].mean())})
+        | {"num_examples": len(examples)}
         for i, prompt in enumerate(prompts)
     ]

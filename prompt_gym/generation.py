@@ -4,7 +4,8 @@
 (left-padded batches with an attention mask) and keeps only the newly generated tokens, so text the
 prompt itself contains (an ``Output:`` in a learned prompt, say) can never leak into the answer.
 The answer is the first non-empty line of that continuation, stripped. The metric (see
-:mod:`prompt_gym.metrics`) compares it with the example's acceptable answers.
+:mod:`prompt_gym.metrics`) compares it with the example's acceptable answers; that score is what
+:meth:`BaseGenerationScorer.score_examples` returns (no margins: generation has no classes).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from prompt_gym.data import Example
 from prompt_gym.metrics import check_metric, score_answer
-from prompt_gym.scoring import left_pad, render
-from prompt_gym.tasks import DEFAULT_TEMPLATE
+from prompt_gym.scoring import ExampleScores, left_pad, render
+from prompt_gym.template import DEFAULT_TEMPLATE
 
 
 def extract_answer(continuation: str) -> str:
@@ -24,13 +26,8 @@ def extract_answer(continuation: str) -> str:
     return next((line.strip() for line in continuation.splitlines() if line.strip()), "")
 
 
-def is_generation_scorer(scorer: Any) -> bool:
-    """Whether ``scorer`` is a generation target (it has ``score_outputs``)."""
-    return callable(getattr(scorer, "score_outputs", None))
-
-
 class BaseGenerationScorer:
-    """Implements metric scoring on top of a subclass's :meth:`generate_pairs`.
+    """A generation target: implements :meth:`score_examples` on top of a subclass's :meth:`generate_pairs`.
 
     Attributes:
         metric: Name of the task metric (a key of :data:`prompt_gym.metrics.METRICS`).
@@ -48,13 +45,20 @@ class BaseGenerationScorer:
         """Return the target's answer to ``inputs[i]`` when it reads ``prompts[i]``."""
         raise NotImplementedError
 
-    def score_outputs(
-        self, prompts: Sequence[str], inputs: Sequence[str], outputs: Sequence[Sequence[str]]
-    ) -> np.ndarray:
-        """Answer every pair and score it against ``outputs[i]`` (acceptable answers); shape ``(N,)``."""
-        answers = self.generate_pairs(prompts, inputs)
-        pairs = zip(answers, outputs, strict=True)
-        return np.array([score_answer(self.metric, answer, gold) for answer, gold in pairs])
+    def score_examples(self, prompts: Sequence[str], examples: Sequence[Example]) -> ExampleScores:
+        """Answer ``examples[i]`` with ``prompts[i]``; score each answer against the example's ``outputs``.
+
+        Returns:
+            The metric scores, shape ``(N,)`` in ``[0, 1]``, and ``gaps=None``.
+        """
+        if len(prompts) != len(examples):
+            raise ValueError(f"Got {len(prompts)} prompts for {len(examples)} examples; pair them one to one.")
+        if not examples:
+            return ExampleScores(np.zeros(0), None)
+        answers = self.generate_pairs(prompts, [example.input for example in examples])
+        pairs = zip(answers, examples, strict=True)
+        return ExampleScores(np.array([score_answer(self.metric, answer, e.outputs) for answer, e in pairs],
+                                      dtype=np.float64), None)
 
 
 class GenerationScorer(BaseGenerationScorer):

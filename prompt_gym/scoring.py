@@ -1,51 +1,126 @@
 """Target scoring: how well the target LLM does a task when it reads a prompt.
 
-A scorer maps ``N`` prompts and ``M`` inputs to class log-probabilities of shape ``(N, M, C)``
-over the task's verbalizer words. :class:`LMScorer` runs a Hugging Face causal LM;
-:class:`RuleScorer` is the deterministic keyword target of the toy task. Environments receive a
-scorer at construction, so any number of them can share one loaded model.
+Every target answers one call, ``score_examples(prompts, examples) -> ExampleScores``: prompt
+``prompts[i]`` on example ``examples[i]`` gets a score in ``[0, 1]`` (1/0 correctness for
+classification, the task metric for generation) and, for classification, a margin (the verbalizer
+gap, see :func:`correct_and_gap`). Rewards (:mod:`prompt_gym.rewards`), evaluation
+(:mod:`prompt_gym.evaluation`) and test-time editing (:mod:`prompt_gym.tte`) all use that call, so
+none of them asks which kind of task it serves.
+
+Classification targets compute it from class log-probabilities: ``score_pairs`` returns shape
+``(N, C)`` over the task's verbalizer words, and ``score`` the ``(prompts, inputs, C)`` cross
+product. Environments receive a scorer at construction, so any number of them can share one
+loaded model.
+
+Words: the *target* is the frozen LLM that reads a prompt; a *scorer* is the object that runs it
+and answers ``score_examples``. The scorers: :class:`LMScorer` here (a local causal LM,
+classification), :mod:`prompt_gym.generation` (a local causal LM, generation tasks),
+:class:`prompt_gym.toy.RuleScorer` (the toy task's keyword rule), :mod:`prompt_gym.remote.scorer`
+(an OpenAI-compatible server) and :class:`prompt_gym.budget.BudgetedScorer` (a budget around any
+of them). :func:`prompt_gym.targets.make_scorer` builds the one an environment uses.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from prompt_gym.tasks import DEFAULT_TEMPLATE
+from prompt_gym.data import Example
+from prompt_gym.template import DEFAULT_TEMPLATE
+
+
+@dataclass(frozen=True)
+class ExampleScores:
+    """Per-example results of one target call.
+
+    Attributes:
+        scores: Shape ``(N,)``, in ``[0, 1]``: 1/0 correctness (classification) or the task
+            metric's score (generation).
+        gaps: Shape ``(N,)``, in ``[-1, 1]``: the verbalizer gap of each example (positive exactly
+            when it is right); ``None`` for generation tasks, which have no classes.
+    """
+
+    scores: np.ndarray
+    gaps: np.ndarray | None
 
 
 @runtime_checkable
 class Scorer(Protocol):
-    """What environments need from a target.
+    """What environments, rewards and evaluation need from a target.
 
     Attributes:
-        verbalizer: One word per class.
+        metric: ``"accuracy"`` for classification targets, else the generation metric (a key of
+            :data:`prompt_gym.metrics.METRICS`).
+        verbalizer: One word per class (``()`` for generation targets).
         num_evaluations: Number of (prompt, input) pairs scored so far (the budget unit).
     """
 
+    metric: str
     verbalizer: tuple[str, ...]
     num_evaluations: int
 
-    def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-        """Score ``prompts[i]`` on ``inputs[i]``; return log-probabilities of shape ``(len(prompts), C)``."""
+    def score_examples(self, prompts: Sequence[str], examples: Sequence[Example]) -> ExampleScores:
+        """Score ``prompts[i]`` on ``examples[i]``: per-example scores in ``[0, 1]`` and margins (or ``None``)."""
 
-    def score(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-        """Score every prompt on every input; return shape ``(len(prompts), len(inputs), C)``."""
+
+def _checked(log_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if log_probs.ndim != 3 or log_probs.shape[1] != labels.shape[0]:
+        raise ValueError(
+            f"Expected log_probs (prompts, examples, classes) matching {labels.shape[0]} labels, got {log_probs.shape}."
+        )
+    return log_probs, labels
+
+
+def correct_and_gap(log_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example correctness and probability gap.
+
+    The gap is RLPrompt's: ``p(correct class) - max p(other class)`` with probabilities over the
+    verbalizer classes; it lies in ``[-1, 1]`` and is positive exactly when the example is right.
+
+    Args:
+        log_probs: Class log-probabilities of shape ``(num_prompts, num_examples, num_classes)``.
+        labels: True classes of shape ``(num_examples,)``.
+
+    Returns:
+        ``(correct, gap)``, both of shape ``(num_prompts, num_examples)``.
+    """
+    log_probs, labels = _checked(log_probs, labels)
+    probs = np.exp(log_probs)
+    rows = np.arange(labels.shape[0])
+    p_true = probs[:, rows, labels]
+    others = probs.copy()
+    others[:, rows, labels] = -np.inf
+    gap = p_true - others.max(axis=2)
+    correct = log_probs.argmax(axis=2) == labels[None, :]
+    return correct, gap
 
 
 class BaseScorer:
-    """Implements :meth:`score` on top of a subclass's :meth:`score_pairs`."""
+    """A classification target: implements :meth:`score_examples` and :meth:`score` on a subclass's :meth:`score_pairs`."""
 
+    metric = "accuracy"
     verbalizer: tuple[str, ...]
     num_evaluations: int = 0
 
     def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
         """Score ``prompts[i]`` on ``inputs[i]``; return log-probabilities of shape ``(len(prompts), C)``."""
         raise NotImplementedError
+
+    def score_examples(self, prompts: Sequence[str], examples: Sequence[Example]) -> ExampleScores:
+        """Score ``prompts[i]`` on ``examples[i]``: 1/0 correctness and the verbalizer gap, shape ``(N,)`` each."""
+        if len(prompts) != len(examples):
+            raise ValueError(f"Got {len(prompts)} prompts for {len(examples)} examples; pair them one to one.")
+        if not examples:
+            return ExampleScores(np.zeros(0), np.zeros(0))
+        log_probs = self.score_pairs(prompts, [example.input for example in examples])
+        correct, gap = correct_and_gap(log_probs[None], np.array([example.label for example in examples]))
+        return ExampleScores(correct[0].astype(np.float64), gap[0])
 
     def score(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
         """Score every prompt on every input; return shape ``(len(prompts), len(inputs), C)``."""
@@ -164,10 +239,10 @@ class LMScorer(BaseScorer):
 
     Rows are sorted by length in both paths, so chunks pad little. In fp32 the result does not
     depend on the padding side, the grouping or the prefix cache (equal to one-at-a-time scoring
-    to 1e-4; in bf16/fp16 logits move with batch composition by up to ~0.7). The prefix cache is
-    off by default: on 2 CPU cores at 16 prompts x 16 SST-2 inputs it skipped 42 % of the tokens
-    but ran 12 % slower (the suffix and prefix batches are too small for efficient matmuls); it
-    pays when a prompt is long and has many rows (see ``benchmarks/RESULTS.md``).
+    to 1e-4, tested); in bf16/fp16 logits move with batch composition. The prefix cache is off by
+    default: on a CPU at SST-2's sizes it skips many tokens but runs slower, because the suffix and
+    prefix batches are too small for efficient matmuls; it pays when a prompt is long and has many
+    rows (measurements in ``benchmarks/RESULTS.md``).
 
     Args:
         model: A causal LM (``transformers`` ``PreTrainedModel``); if it carries peft adapters they
@@ -303,50 +378,3 @@ class LMScorer(BaseScorer):
     def _left_padded(self, rows: list[list[int]], device: Any) -> dict[str, Any]:
         input_ids, mask = left_pad(rows, self.pad_id, device)
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
-
-
-class RuleScorer(BaseScorer):
-    """A deterministic stand-in target for the toy task; it loads no model.
-
-    The rule: a prompt's *competence* ``k`` is how many of ``keywords`` it contains (whole words,
-    case-insensitive). An input is answered correctly when ``crc32(input) % len(keywords) < k``;
-    otherwise the target says the last class (a biased model). So the empty prompt gets the
-    accuracy of always answering the last class, and every extra keyword helps: a good prompt is
-    easy to find, which makes the toy task learnable in seconds.
-
-    Args:
-        answers: Maps each input text to its true class.
-        verbalizer: Class words.
-        keywords: Words that make the target competent.
-    """
-
-    def __init__(
-        self,
-        answers: dict[str, int],
-        verbalizer: Sequence[str],
-        keywords: Sequence[str] = ("sentiment", "review", "positive", "negative", "classify"),
-    ) -> None:
-        self.answers = dict(answers)
-        self.verbalizer = tuple(verbalizer)
-        self.keywords = tuple(word.lower() for word in keywords)
-        self.num_evaluations = 0
-
-    def competence(self, prompt: str) -> int:
-        """Number of distinct keywords in ``prompt``."""
-        words = set("".join(c if c.isalnum() else " " for c in prompt.lower()).split())
-        return sum(keyword in words for keyword in self.keywords)
-
-    def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-        """Score ``prompts[i]`` on ``inputs[i]``; return log-probabilities of shape ``(len(prompts), C)``."""
-        num_classes = len(self.verbalizer)
-        out = np.empty((len(prompts), num_classes), dtype=np.float32)
-        for row, (prompt, source) in enumerate(zip(prompts, inputs, strict=True)):
-            if source not in self.answers:
-                raise KeyError(f"RuleScorer knows no answer for input {source!r}.")
-            k = self.competence(prompt)
-            knows = zlib.crc32(source.encode()) % len(self.keywords) < k
-            logits = np.zeros(num_classes)
-            logits[self.answers[source] if knows else num_classes - 1] = 0.5 + 0.5 * k
-            out[row] = logits - np.log(np.exp(logits).sum())
-        self.num_evaluations += len(prompts)
-        return out

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prompt_gym.generation import GenerationScorer, is_generation_scorer
+from prompt_gym.generation import GenerationScorer
 from prompt_gym.models import DEFAULT_MODEL, resolve_model_path, shared_causal_lm
+from prompt_gym.remote.scorer import RemoteGenerationScorer, RemoteScorer
 from prompt_gym.remote.spec import RemoteTarget, is_remote_spec
 from prompt_gym.scoring import LMScorer, Scorer
 from prompt_gym.tasks import Task
-from prompt_gym.vocab import WordTokenizer
 
 Target = str | tuple[Any, Any] | RemoteTarget
 """A model spec (alias, ``.gguf``, folder, hub id), a loaded ``(model, tokenizer)`` pair, or a remote
@@ -26,45 +26,50 @@ def make_scorer(
     remote target, see :mod:`prompt_gym.remote`); else the task's own default target (the toy
     task's rule); else the default model, loaded once per process and shared.
 
-    Generation tasks (``task.is_generation``) get a :class:`GenerationScorer` that writes at most
-    ``max_new_tokens`` tokens (default: the task's ``max_new_tokens``).
+    This is the one place that asks whether a task is a generation task: classification tasks get
+    an :class:`LMScorer` (or :class:`~prompt_gym.remote.scorer.RemoteScorer`), generation tasks a
+    :class:`GenerationScorer` (or :class:`~prompt_gym.remote.scorer.RemoteGenerationScorer`) that
+    writes at most ``max_new_tokens`` tokens (default: the task's ``max_new_tokens``). Past this
+    point every target answers the same call, ``score_examples``.
 
     Raises:
-        ValueError: The scorer's verbalizer differs from the task's, or a ready scorer is of the
-            wrong kind (classification vs generation) or has another metric.
+        TypeError: A ready scorer lacks ``score_examples`` or ``num_evaluations``.
+        ValueError: The scorer's verbalizer differs from the task's, or a ready scorer has another
+            metric (``"accuracy"`` is a classification scorer's).
     """
     if scorer is not None:
-        methods = [getattr(scorer, name, None) for name in ("score_pairs", "score_outputs")]
-        if not any(callable(method) for method in methods) or not hasattr(scorer, "num_evaluations"):
-            raise TypeError("scorer must be a prompt-gym scorer (score_pairs() or score_outputs(), and "
-                            f"num_evaluations; see prompt_gym.scoring.Scorer), got {type(scorer).__name__}.")
-        if is_generation_scorer(scorer) != task.is_generation or getattr(scorer, "metric", "accuracy") != task.metric:
+        if not callable(getattr(scorer, "score_examples", None)) or not hasattr(scorer, "num_evaluations"):
+            raise TypeError("scorer must be a prompt-gym scorer (score_examples() and num_evaluations; see "
+                            f"prompt_gym.scoring.Scorer), got {type(scorer).__name__}.")
+        metric = getattr(scorer, "metric", None)
+        if metric != task.metric:
             raise ValueError(f"Task {task.name!r} needs a {'generation' if task.is_generation else 'classification'} "
-                             f"scorer with metric {task.metric!r}; got {type(scorer).__name__} "
-                             f"(metric {getattr(scorer, 'metric', 'accuracy')!r}).")
+                             f"scorer with metric {task.metric!r}; got {type(scorer).__name__} (metric {metric!r}).")
         if tuple(scorer.verbalizer) != tuple(task.verbalizer or ()):
             raise ValueError(f"The scorer's verbalizer {scorer.verbalizer} differs from task {task.name!r}'s "
                              f"{task.verbalizer}; build the scorer with the task's verbalizer.")
         return scorer
     if target is None and task.default_scorer is not None:
         return task.default_scorer(task)
-    if is_remote_spec(target):
-        from prompt_gym.remote.scorer import make_remote_scorer
-
-        return make_remote_scorer(task, target, max_new_tokens)
-    model, tokenizer = _loaded(target)
+    remote = is_remote_spec(target)
     if task.is_generation:
-        return GenerationScorer(model, tokenizer, task.metric, task.template,
-                                max_new_tokens=max_new_tokens or task.max_new_tokens, batch_size=batch_size)
-    return LMScorer(model, tokenizer, task.verbalizer or (), task.template, batch_size=batch_size)
+        new_tokens = max_new_tokens or task.max_new_tokens
+        if remote:
+            return RemoteGenerationScorer(target, task.metric, task.template, max_new_tokens=new_tokens)
+        return GenerationScorer(*_loaded(target), task.metric, task.template, max_new_tokens=new_tokens,
+                                batch_size=batch_size)
+    if remote:
+        return RemoteScorer(target, task.verbalizer or (), task.template)
+    return LMScorer(*_loaded(target), task.verbalizer or (), task.template, batch_size=batch_size)
 
 
 def make_tokenizer(task: Task, tokenizer: Any = None, target: Target | None = None) -> Any:
     """Return the env (agent) tokenizer.
 
-    Precedence: a ready tokenizer object; a spec string (loads only the tokenizer); the toy task's
-    word tokenizer; the target's tokenizer (for a remote target: the default model's tokenizer,
-    without loading its weights); the default model's tokenizer.
+    Precedence: a ready tokenizer object; a spec string (loads only the tokenizer); the task's own
+    (``task.default_tokenizer``: the toy task's word tokenizer); the target's tokenizer (for a
+    remote target: the default model's tokenizer, without loading its weights); the default
+    model's tokenizer.
     """
     if tokenizer is not None and not isinstance(tokenizer, str):
         if not all(hasattr(tokenizer, name) for name in ("encode", "decode", "eos_token_id")):
@@ -75,8 +80,8 @@ def make_tokenizer(task: Task, tokenizer: Any = None, target: Target | None = No
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(resolve_model_path(tokenizer))
-    if target is None and task.default_scorer is not None:
-        return WordTokenizer()
+    if target is None and task.default_tokenizer is not None:
+        return task.default_tokenizer()
     if is_remote_spec(target):
         return make_tokenizer(task, DEFAULT_MODEL)
     return _loaded(target)[1]

@@ -5,20 +5,21 @@ input only; the reward is the target's result on that input. :class:`TTESampler`
 episodes (one training input each); :func:`evaluate_tte` writes one prompt per test input
 with any prompt writer (an agent, a baseline) and scores it.
 
-Unlike the paper's code (reference digest §2.4, item 11), the current input is always in the
-meta-prompt, and training and evaluation use the same meta-prompt and target template.
+Unlike the paper's code (``tte_stableprompt.py``, whose training queries hold the current input
+only with ``--add_manual`` and whose training and test templates differ), the current input is
+always in the meta-prompt, and training and evaluation use the same meta-prompt and target template.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from prompt_gym.data import Example
 from prompt_gym.episode import Episode, EpisodeSampler
-from prompt_gym.generation import is_generation_scorer
+from prompt_gym.scoring import Scorer
 
 TTE_REQUEST = (
     "I want to give a friend an instruction that helps them answer one input. Here are {count} example "
@@ -67,7 +68,7 @@ class TTESampler(EpisodeSampler):
 
 def evaluate_tte(
     sampler: TTESampler,
-    scorer: Any,
+    scorer: Scorer,
     write_prompts: PromptWriter,
     split: str = "test",
     limit: int | None = None,
@@ -100,14 +101,6 @@ def evaluate_tte(
             raise ValueError(f"write_prompts returned {len(written)} prompts for {len(batch)} meta-prompts; "
                              "it must return one prompt per meta-prompt.")
         prompts.extend(str(p).strip() for p in written)
-    scores = _pair_scores(scorer, prompts, examples)
+    scores = scorer.score_examples(prompts, examples).scores
     return {"accuracy": float(scores.mean()) if len(scores) else 0.0, "num_examples": len(examples),
             "split": split, "prompts": prompts, "scores": scores.tolist()}
-
-
-def _pair_scores(scorer: Any, prompts: Sequence[str], examples: Sequence[Example]) -> np.ndarray:
-    inputs = [example.input for example in examples]
-    if is_generation_scorer(scorer):
-        return scorer.score_outputs(prompts, inputs, [example.outputs for example in examples])
-    predicted = scorer.score_pairs(prompts, inputs).argmax(axis=1)
-    return (predicted == np.array([example.label for example in examples])).astype(float)

@@ -1,5 +1,8 @@
 """Scorers over a remote target: the same contract as the local ones, with usage counts and a disk cache.
 
+Both answer ``score_examples`` like every target (see :class:`prompt_gym.scoring.Scorer`);
+:func:`prompt_gym.targets.make_scorer` picks the one a task needs.
+
 :class:`RemoteScorer` (classification) detects once, at construction, the best scoring mode the
 server supports (see :mod:`prompt_gym.remote.modes`), logs it, and keeps it for the whole run:
 a reply that stops fitting the mode is an error, never a silent switch. A run that resumes with a
@@ -24,7 +27,7 @@ from prompt_gym.remote.modes import AllowedTokenIds, BadReply, Echo, Generate, L
 from prompt_gym.remote.session import RemoteSession
 from prompt_gym.remote.spec import MODES, RemoteTarget, parse_remote_target
 from prompt_gym.scoring import BaseScorer, render
-from prompt_gym.tasks import DEFAULT_TEMPLATE
+from prompt_gym.template import DEFAULT_TEMPLATE
 
 log = logging.getLogger("prompt_gym.remote")
 
@@ -218,10 +221,3 @@ def _server_ids(session: RemoteSession, words: Sequence[str]) -> tuple[int, ...]
         raise ValueError(f"Verbalizer words {[w.strip() for w in words]} map to repeated token ids {ids} on the server.")
     return tuple(ids)
 
-
-def make_remote_scorer(task: Any, target: str | RemoteTarget, max_new_tokens: int | None = None) -> Any:
-    """The remote scorer of ``task`` (classification or generation)."""
-    if task.is_generation:
-        return RemoteGenerationScorer(target, task.metric, task.template,
-                                      max_new_tokens=max_new_tokens or task.max_new_tokens)
-    return RemoteScorer(target, task.verbalizer or (), task.template)

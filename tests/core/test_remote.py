@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from prompt_gym.budget import BudgetExhausted
+from prompt_gym.data import Example
 from prompt_gym.remote.client import RemoteClient
 from prompt_gym.remote.errors import RemoteBudgetExhausted, RemoteTargetError, ServerUnavailable
 from prompt_gym.remote.fake_server import FakeServer
@@ -273,8 +274,9 @@ def test_generation_scorer_answers_greedily_and_caches(server, make_target):
     answers = scorer.generate_pairs(PROMPTS, INPUTS)
     assert all(isinstance(answer, str) and answer for answer in answers)
     assert all(body["temperature"] == 0.0 and body["max_tokens"] == 3 for body in server.bodies)
-    values = scorer.score_outputs(PROMPTS, INPUTS, [[answer] for answer in answers])
-    np.testing.assert_array_equal(values, 1.0)
+    scored = scorer.score_examples(PROMPTS, [Example(x, outputs=(answer,)) for x, answer in zip(INPUTS, answers, strict=True)])
+    np.testing.assert_array_equal(scored.scores, 1.0)
+    assert scored.gaps is None
     assert scorer.num_evaluations == 3 and scorer.cache_hits == 3
 
 
@@ -305,7 +307,7 @@ def test_envs_take_a_remote_target_and_train_logs_usage(server, make_target, byt
 
 
 def test_cli_takes_target_on_train_eval_and_compare():
-    from prompt_gym.cli import build_parser
+    from prompt_gym.runs.cli import build_parser
 
     parser = build_parser()
     spec = "openai:http://h/v1#m"
@@ -316,7 +318,7 @@ def test_cli_takes_target_on_train_eval_and_compare():
 
 @pytest.mark.slow
 def test_eval_cli_scores_prompts_on_a_remote_target(server, real_data_dir, tmp_path):
-    from prompt_gym.cli import main
+    from prompt_gym.runs.cli import main
 
     spec = f"openai:{server.base_url}#fake?cache=off"
     out = tmp_path / "results.json"
