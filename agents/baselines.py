@@ -6,7 +6,7 @@ and the same comparison as the learning agents.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from prompt_gym.agents.llm import LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
 from prompt_gym.agents.selection import SelectingAgent, mean_accuracy
-from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
 from prompt_gym.callbacks import Callback, as_callback
 from prompt_gym.logging import Logger
 
@@ -131,8 +130,9 @@ class RandomSearchAgent(LLMPromptAgent):
     """
 
     name = "random-search"
+    config_class = RandomSearchConfig
+    trains_policy = False
     log_selection = True
-    supports_checkpoints = True
 
     def __init__(
         self, env: Any = None, config: RandomSearchConfig | None = None, model_config: ModelConfig | None = None,
@@ -172,46 +172,20 @@ class RandomSearchAgent(LLMPromptAgent):
         """The ``1 + final_samples`` best-rewarded prompts not validated yet."""
         return self._best_unvalidated(self.candidates, 1 + self.config.final_samples)
 
-    def save(self, path: str | Path) -> None:
-        """Write ``agent.json`` (configs, counters, candidates) and the pool into the folder ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        ckpt.save_json(path / "agent.json", {
-            "agent": self.name, "config": asdict(self.config), "model_config": asdict(self.model_config),
-            "num_updates": self.num_updates, "num_timesteps": self.num_timesteps,
-            "candidates": self.candidates, "validated": sorted(self._validated), "pool": self.pool.to_list()})
+    def saved_state(self) -> dict[str, Any]:
+        """The candidates and the prompts validated so far (in ``agent.json``)."""
+        return {"candidates": self.candidates, "validated": sorted(self._validated)}
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> RandomSearchAgent:
-        """Rebuild a saved agent (``model=``/``tokenizer=`` pass the LLM instead of loading the saved spec)."""
-        meta = ckpt.load_json(Path(path) / "agent.json")
-        agent = cls(env, RandomSearchConfig(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
-        agent._load_saved(meta)
-        return agent
-
-    def _load_saved(self, meta: dict[str, Any]) -> None:
-        """Restore the counters, candidates and pool that :meth:`save` wrote (``agent.json``)."""
-        self.num_updates, self.num_timesteps = meta["num_updates"], meta["num_timesteps"]
+    def restore_saved_state(self, meta: dict[str, Any]) -> None:
+        """Restore the candidates and the validated prompts."""
         self.candidates = [(float(r), str(p)) for r, p in meta["candidates"]]
         self._validated = set(meta["validated"])
-        self.pool = PromptPool.from_list(meta["pool"], self.config.pool_size)
 
-    def save_checkpoint(self, root: str | Path) -> Path:
-        """Write a resumable checkpoint (candidates, pool, RNGs, counters) under ``root``."""
-        def write(folder: Path) -> None:
-            self.save(folder / "agent")
-            write_training_state(self, folder, {"since_check": self._since_check, "first_reset": self._first_reset})
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The prompts played since the last check and whether the first reset is still due (in ``state.json``)."""
+        return {"since_check": self._since_check, "first_reset": self._first_reset}
 
-        return ckpt.save_checkpoint(root, self.num_updates, write)
-
-    def load_checkpoint(self, root: str | Path) -> Path:
-        """Restore the newest verified checkpoint under ``root`` (or that step folder) into this agent."""
-        path = ckpt.latest_checkpoint(root)
-        meta = ckpt.load_json(path / "agent" / "agent.json")
-        check_same_config(self, meta, path)
-        self._load_saved(meta)
-        state = read_training_state(self, path)
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`checkpoint_state` wrote."""
         self._since_check = [(float(r), str(p)) for r, p in state["since_check"]]
         self._first_reset = bool(state["first_reset"])
-        return path
-

@@ -19,18 +19,24 @@ from __future__ import annotations
 
 import abc
 import random
-from typing import Any
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig
 from prompt_gym.agents.decoding import Decoder
 from prompt_gym.agents.lora_policy import POLICY, LoRAPolicy
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, Trajectory, is_batched, split_observation
 from prompt_gym.agents.selection import SelectingAgent
+from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
 from prompt_gym.callbacks import Callback, as_callback
 from prompt_gym.logging import Logger
 from prompt_gym.meta_prompts import has_chat_template
@@ -61,7 +67,13 @@ class LLMPromptAgent(SelectingAgent):
         tokenizer: The model's tokenizer (required with ``model``); must be the env's tokenizer.
         logger: Where metrics go; in memory by default.
 
+    Saving writes ``agent.json`` (configs, counters, the pool and :meth:`saved_state`) and, when
+    :attr:`trains_policy`, the policy adapter; a checkpoint adds the training state
+    (:mod:`~prompt_gym.agents.training_state`) with :meth:`checkpoint_state`. APPO keeps its own layout.
+
     Attributes:
+        config_class: The config dataclass :meth:`load` rebuilds from ``agent.json``.
+        trains_policy: Whether the agent trains the policy adapter (and so saves it).
         accepts_vector_env: Whether the agent trains on a vector env (``False``: one env at a time).
         pool: The best prompts by validation accuracy.
         num_updates: Learning steps done (what a subclass calls an update).
@@ -69,7 +81,10 @@ class LLMPromptAgent(SelectingAgent):
     """
 
     name = "llm"
-    accepts_vector_env = False
+    config_class: ClassVar[type[LLMAgentConfig]] = LLMAgentConfig
+    trains_policy: ClassVar[bool] = True
+    accepts_vector_env: ClassVar[bool] = False
+    supports_checkpoints = True
 
     def __init__(
         self, env: Any, config: LLMAgentConfig, model_config: ModelConfig | None = None, model: Any = None,
@@ -320,3 +335,68 @@ class LLMPromptAgent(SelectingAgent):
         if self.config.final_samples:
             written += self.write_prompts([context] * self.config.final_samples)
         return [text for text, _ in written]
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path: str | Path) -> None:
+        """Write ``agent.json`` (configs, counters, :meth:`saved_state`, pool) and the policy adapter into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.trains_policy:
+            self.policy.model.save_pretrained(path / "adapters", selected_adapters=[POLICY])
+        ckpt.save_json(path / "agent.json", {
+            "agent": self.name, "config": asdict(self.config), "model_config": asdict(self.model_config),
+            "num_updates": self.num_updates, "num_timesteps": self.num_timesteps, **self.saved_state(),
+            "pool": self.pool.to_list()})
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> LLMPromptAgent:
+        """Rebuild a saved agent (``model=``/``tokenizer=`` pass the base LLM instead of loading the saved spec)."""
+        path = Path(path)
+        meta = ckpt.load_json(path / "agent.json")
+        agent = cls(env, cls.config_class(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
+        agent._restore(path, meta)
+        return agent
+
+    def _restore(self, path: Path, meta: dict[str, Any]) -> None:
+        """Load the policy adapter, counters, pool and saved state that :meth:`save` wrote into ``path``."""
+        if self.trains_policy:
+            weights = load_file(str(path / "adapters" / "adapter_model.safetensors"), device=str(self.policy.device))
+            set_peft_model_state_dict(self.policy.model, weights, adapter_name=POLICY)
+        self.num_updates, self.num_timesteps = int(meta["num_updates"]), int(meta["num_timesteps"])
+        self.pool = PromptPool.from_list(meta["pool"], self.config.pool_size)
+        self.restore_saved_state(meta)
+
+    def saved_state(self) -> dict[str, Any]:
+        """What the subclass adds to ``agent.json`` (JSON-ready; nothing by default)."""
+        return {}
+
+    def restore_saved_state(self, meta: dict[str, Any]) -> None:
+        """Restore what :meth:`saved_state` wrote (``meta`` is the whole ``agent.json``)."""
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What the subclass adds to a checkpoint's ``state.json`` (JSON-ready; nothing by default)."""
+        return {}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`checkpoint_state` wrote (``state`` is the whole ``state.json``)."""
+
+    def save_checkpoint(self, root: str | Path) -> Path:
+        """Write a resumable checkpoint (:meth:`save`, optimizer, RNGs, counters) under ``root``; returns its folder."""
+        def write(folder: Path) -> None:
+            self.save(folder / "agent")
+            write_training_state(self, folder, self.checkpoint_state())
+
+        return ckpt.save_checkpoint(root, self.num_updates, write)
+
+    def load_checkpoint(self, root: str | Path) -> Path:
+        """Restore the newest verified checkpoint under ``root`` (or that step folder) into this agent.
+
+        Raises:
+            prompt_gym.checkpoint.CheckpointError: It was written with a different configuration.
+        """
+        path = ckpt.latest_checkpoint(root)
+        meta = ckpt.load_json(path / "agent" / "agent.json")
+        check_same_config(self, meta, path)
+        self._restore(path / "agent", meta)
+        self.restore_checkpoint_state(read_training_state(self, path))
+        return path

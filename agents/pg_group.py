@@ -15,22 +15,16 @@ One gradient step per update on freshly sampled prompts (on-policy, so no ratio 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from peft import set_peft_model_state_dict
-from safetensors.torch import load_file
 
-from prompt_gym import checkpoint as ckpt
 from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig, ValidationConfig, require
 from prompt_gym.agents.llm import LLMPromptAgent
 from prompt_gym.agents.lora_policy import ANCHOR, POLICY, masked_mean
-from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import Trajectory
-from prompt_gym.agents.training_state import check_same_config, read_training_state, write_training_state
 from prompt_gym.callbacks import Callback
 from prompt_gym.logging import Logger
 
@@ -110,7 +104,7 @@ class PGGroupAgent(LLMPromptAgent):
     """
 
     name = "pg-group"
-    supports_checkpoints = True
+    config_class = PGGroupConfig
 
     def __init__(
         self, env: Any = None, config: PGGroupConfig | None = None, model_config: ModelConfig | None = None,
@@ -163,45 +157,3 @@ class PGGroupAgent(LLMPromptAgent):
         if all("accuracy" in t.info for t in episodes):
             stats["rollout/accuracy"] = float(np.mean([t.info["accuracy"] for t in episodes]))
         return stats
-
-    def save(self, path: str | Path) -> None:
-        """Write ``agent.json`` (configs, counters), the policy adapter (safetensors) and the pool."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.policy.model.save_pretrained(path / "adapters", selected_adapters=[POLICY])
-        ckpt.save_json(path / "agent.json", {
-            "agent": self.name, "config": asdict(self.config), "model_config": asdict(self.model_config),
-            "num_updates": self.num_updates, "num_timesteps": self.num_timesteps, "pool": self.pool.to_list()})
-
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> PGGroupAgent:
-        """Rebuild a saved agent (``model=``/``tokenizer=`` pass the base LLM instead of loading the saved spec)."""
-        path = Path(path)
-        meta = ckpt.load_json(path / "agent.json")
-        agent = cls(env, PGGroupConfig(**meta["config"]), ModelConfig(**meta["model_config"]), **kwargs)
-        agent._load_saved(path, meta)
-        return agent
-
-    def _load_saved(self, path: Path, meta: dict[str, Any]) -> None:
-        """Load the policy adapter, counters and pool that :meth:`save` wrote into ``path``."""
-        weights = load_file(str(path / "adapters" / "adapter_model.safetensors"), device=str(self.policy.device))
-        set_peft_model_state_dict(self.policy.model, weights, adapter_name=POLICY)
-        self.num_updates, self.num_timesteps = meta["num_updates"], meta["num_timesteps"]
-        self.pool = PromptPool.from_list(meta["pool"], self.config.pool_size)
-
-    def save_checkpoint(self, root: str | Path) -> Path:
-        """Write a resumable checkpoint (adapter, optimizer, RNGs, pool, counters) under ``root``."""
-        def write(folder: Path) -> None:
-            self.save(folder / "agent")
-            write_training_state(self, folder)
-
-        return ckpt.save_checkpoint(root, self.num_updates, write)
-
-    def load_checkpoint(self, root: str | Path) -> Path:
-        """Restore the newest verified checkpoint under ``root`` (or that step folder) into this agent."""
-        path = ckpt.latest_checkpoint(root)
-        meta = ckpt.load_json(path / "agent" / "agent.json")
-        check_same_config(self, meta, path)
-        self._load_saved(path / "agent", meta)
-        read_training_state(self, path)
-        return path
