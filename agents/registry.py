@@ -1,17 +1,46 @@
-"""Agents by name: ``make_agent("pg-group", env, seed=0)``.
+"""Agents by name: ``make_agent("pg-group", env, seed=0)``, and :func:`register_agent` for your own.
 
-Every agent implements :class:`~prompt_gym.agents.base.Agent` and, for comparisons,
-``select_prompt()`` (best prompt on the validation split), ``selection_evaluations()`` (the most
-target evaluations ``select_prompt()`` can spend) and a ``logger`` whose records carry
-``eval/best_val_accuracy`` and ``time/target_evaluations``. Agent modules are imported only when
-an agent is made.
+Every agent implements :class:`~prompt_gym.agents.base.Agent` (``learn``, ``select_prompt``,
+``selection_evaluations``, ``logger``...), which is all that ``prompt-gym train`` and
+``prompt-gym compare`` rely on. The built-in agents are registered as ``"module:Class"`` strings,
+so importing the registry stays light: an agent's module (torch, peft, SB3) is imported only when
+that agent is made or its config is read.
+
+How the registry builds an agent from its config (``config_cls(seed=seed, **options)``):
+
+* an agent that writes prompts with its own LLM (``uses_llm=True``):
+  ``agent_cls(env, config, model_config, model=model, tokenizer=tokenizer, logger=logger)``;
+* any other agent with a config: ``agent_cls(env, config, model_spec=model_spec, logger=logger)``
+  (``model_spec``: where frozen embeddings may come from; ``None`` on envs without a model);
+* an agent without a config (``config=None``): ``agent_cls(env, logger=logger, **options)``.
+
+Example:
+    >>> from prompt_gym.agents.registry import AGENTS, register_agent
+    >>> register_agent("my-manual", "prompt_gym.agents.baselines:ManualAgent", None, action_mode="text",
+    ...                uses_llm=False, summary="the manual prompt, under my own name")
+    >>> AGENTS["my-manual"].action_mode
+    'text'
+    >>> del AGENTS["my-manual"]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
 from typing import Any
+
+from prompt_gym.agents.configs import ModelConfig
+
+ACTION_MODES = ("text", "token")
+
+
+def _load(target: str | type) -> type:
+    """The class named by ``"module:Class"`` (imported now), or ``target`` itself."""
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -20,113 +49,136 @@ class AgentSpec:
 
     Attributes:
         name: Registry name.
-        build: ``build(env, seed, model, tokenizer, model_spec, logger, options) -> Agent``.
-        uses_llm: Whether the agent writes prompts with an LLM that it changes (it needs its own copy).
+        agent: The agent class, or ``"module:Class"`` (imported when the agent is made).
+        config: The agent's config dataclass (or ``"module:Class"``); ``None``: the agent has none.
         action_mode: The env action mode the agent trains in (``"text"`` or ``"token"``).
+        uses_llm: Whether the agent writes prompts with an LLM that it changes (it needs its own copy).
         summary: One line for ``--help`` and docs.
-        config: ``"module:Class"`` of the agent's config dataclass (``None``: the agent has none).
+        fixed: Config fields the name fixes (``"ppo"`` is APPO with ``fixed_reference=True``).
     """
 
     name: str
-    build: Callable[..., Any]
-    uses_llm: bool
+    agent: str | type
+    config: str | type | None
     action_mode: str
+    uses_llm: bool
     summary: str
-    config: str | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
 
-    def config_fields(self) -> dict[str, Any]:
-        """The fields of the agent's config dataclass by name (imports the agent's module)."""
-        import dataclasses
-        import importlib
+    def agent_class(self) -> type:
+        """The agent class (imports its module)."""
+        return _load(self.agent)
 
-        if self.config is None:
+    def config_class(self) -> type | None:
+        """The config dataclass (imports its module), or ``None`` for an agent without one."""
+        return None if self.config is None else _load(self.config)
+
+    def config_fields(self) -> dict[str, dataclasses.Field]:
+        """The fields of the agent's config by name, without those the name fixes.
+
+        Raises:
+            ValueError: The agent has no config.
+        """
+        config = self.config_class()
+        if config is None:
             raise ValueError(f"Agent {self.name!r} has no config.")
-        module, cls = self.config.split(":")
-        return {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module), cls))}
+        return {f.name: f for f in dataclasses.fields(config) if f.name not in self.fixed}
 
     def config_default(self, field_name: str) -> Any:
-        """The default of one field of the agent's config (imports the agent's module)."""
-        import dataclasses
+        """The default of one field of the agent's config."""
+        item = self.config_fields()[field_name]
+        return item.default_factory() if item.default is dataclasses.MISSING else item.default
 
-        field = self.config_fields()[field_name]
-        return field.default_factory() if field.default is dataclasses.MISSING else field.default
+    def make_config(self, seed: int = 0, **options: Any) -> Any:
+        """The agent's config: its defaults, then ``seed`` and ``options``, then the fields the name fixes.
 
+        Raises:
+            ValueError: Options for an agent without a config, or unknown fields (the message lists the known ones).
+        """
+        config = self.config_class()
+        if config is None:
+            if options:
+                raise ValueError(f"Agent {self.name!r} has no config, got options {sorted(options)}.")
+            return None
+        unknown = sorted(set(options) - set(self.config_fields()))
+        if unknown:
+            raise ValueError(f"Agent {self.name!r} has no option(s) {unknown}; its config has "
+                             f"{sorted(self.config_fields())}.")
+        return config(**{"seed": seed, **options, **self.fixed})
 
-def _appo(fixed_reference: bool) -> Callable[..., Any]:
-    def build(env: Any, seed: int, model: Any, tokenizer: Any, model_spec: str | None, logger: Any,
-              options: dict[str, Any]) -> Any:
-        from prompt_gym.agents.appo.agent import APPOAgent
-        from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+    def build(self, env: Any, config: Any, *, model: Any = None, tokenizer: Any = None,
+              model_config: ModelConfig | None = None, model_spec: str | None = None, logger: Any = None,
+              **options: Any) -> Any:
+        """Construct the agent on ``env`` with ``config`` (see the module docstring for the call each kind gets).
 
-        config = APPOConfig(**{"seed": seed, **options, "fixed_reference": fixed_reference})
-        model_config = ModelConfig(model=model_spec) if model_spec else None
-        return APPOAgent(env, config, model_config, model=model, tokenizer=tokenizer, logger=logger)
-
-    return build
-
-
-def _llm(module: str, agent: str, config: str) -> Callable[..., Any]:
-    def build(env: Any, seed: int, model: Any, tokenizer: Any, model_spec: str | None, logger: Any,
-              options: dict[str, Any]) -> Any:
-        import importlib
-
-        from prompt_gym.agents.appo.config import ModelConfig
-
-        mod = importlib.import_module(f"prompt_gym.agents.{module}")
-        model_config = ModelConfig(model=model_spec) if model_spec else None
-        return getattr(mod, agent)(env, getattr(mod, config)(**{"seed": seed, **options}), model_config,
-                                   model=model, tokenizer=tokenizer, logger=logger)
-
-    return build
-
-
-def _manual(
-    env: Any, seed: int, model: Any, tokenizer: Any, model_spec: str | None, logger: Any, options: dict[str, Any]
-) -> Any:
-    from prompt_gym.agents.baselines import ManualAgent
-
-    unknown = set(options) - {"prompt"}
-    if unknown:
-        raise TypeError(f"The manual agent takes only the option 'prompt', got {sorted(unknown)}.")
-    return ManualAgent(env, prompt=options.get("prompt"), logger=logger)
+        ``model_config`` (LLM agents) defaults to the default LoRA settings on ``model_spec``.
+        """
+        agent = self.agent_class()
+        if self.uses_llm:
+            if model_config is None and model_spec:
+                model_config = ModelConfig(model=model_spec)
+            return agent(env, config, model_config, model=model, tokenizer=tokenizer, logger=logger)
+        if self.config is None:
+            return agent(env, logger=logger, **options)
+        return agent(env, config, model_spec=model_spec, logger=logger)
 
 
-def _sb3(algo: str) -> Callable[..., Any]:
-    def build(env: Any, seed: int, model: Any, tokenizer: Any, model_spec: str | None, logger: Any,
-              options: dict[str, Any]) -> Any:
-        from prompt_gym.agents.sb3 import SB3Agent, SB3Config
-
-        config = SB3Config(**{"seed": seed, **options, "algo": algo})
-        return SB3Agent(env, config, model=None if model_spec else model, model_spec=model_spec, logger=logger)
-
-    return build
-
-
-_APPO_CONFIG = "prompt_gym.agents.appo.config:APPOConfig"
-_SB3_CONFIG = "prompt_gym.agents.sb3:SB3Config"
-
-AGENTS: dict[str, AgentSpec] = {
-    spec.name: spec
-    for spec in (
-        AgentSpec("appo", _appo(False), True, "text",
-                  "StablePrompt's APPO: PPO whose KL anchor moves after validated progress, with rollback",
-                  _APPO_CONFIG),
-        AgentSpec("ppo", _appo(True), True, "text",
-                  "PPO with the KL reference fixed at the starting model (APPO with fixed_reference=True)",
-                  _APPO_CONFIG),
-        AgentSpec("pg-group", _llm("pg_group", "PGGroupAgent", "PGGroupConfig"), True, "text",
-                  "group-baseline policy gradient (GRPO/RLOO family), KL to the starting model",
-                  "prompt_gym.agents.pg_group:PGGroupConfig"),
-        AgentSpec("random-search", _llm("baselines", "RandomSearchAgent", "RandomSearchConfig"), True, "text",
-                  "APE-style search: prompts sampled from the untrained LLM, best on validation",
-                  "prompt_gym.agents.baselines:RandomSearchConfig"),
-        AgentSpec("manual", _manual, False, "text", "the task's hand-written prompt (or options={'prompt': ...})"),
-        AgentSpec("sb3:ppo", _sb3("ppo"), False, "token", "Stable-Baselines3 PPO on the token env (frozen LLM "
-                                                           "embeddings, top-k vocabulary)", _SB3_CONFIG),
-        AgentSpec("sb3:a2c", _sb3("a2c"), False, "token", "Stable-Baselines3 A2C on the token env", _SB3_CONFIG),
-    )
-}
+AGENTS: dict[str, AgentSpec] = {}
 """Every registered agent, by name."""
+
+
+def register_agent(
+    name: str, agent_cls_or_path: str | type, config_cls_or_path: str | type | None, action_mode: str,
+    uses_llm: bool, summary: str, *, fixed: dict[str, Any] | None = None, overwrite: bool = False,
+) -> AgentSpec:
+    """Register an agent under ``name`` so that ``make_agent``, ``prompt-gym train`` and ``compare`` run it.
+
+    Args:
+        name: The registry name (``--agent NAME``).
+        agent_cls_or_path: The agent class (an :class:`~prompt_gym.agents.base.Agent`), or
+            ``"module:Class"`` to import it only when the agent is made.
+        config_cls_or_path: Its config dataclass (or ``"module:Class"``), whose fields become the
+            agent's options (and ``prompt-gym train``'s flags); it must have a ``seed`` field.
+            ``None``: the agent takes its options as keyword arguments.
+        action_mode: ``"text"`` (the agent returns whole prompts) or ``"token"``.
+        uses_llm: Whether the agent changes an LLM of its own (it is given a fresh one per run).
+        summary: One line for ``--help``.
+        fixed: Config fields this name fixes (users cannot set them).
+        overwrite: Replace an agent already registered under ``name``.
+
+    Returns:
+        The registered spec.
+
+    Raises:
+        ValueError: ``name`` is taken (and not ``overwrite``), or ``action_mode`` is unknown.
+    """
+    if name in AGENTS and not overwrite:
+        raise ValueError(f"Agent {name!r} is registered already; pass overwrite=True to replace it.")
+    if action_mode not in ACTION_MODES:
+        raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}.")
+    spec = AgentSpec(name, agent_cls_or_path, config_cls_or_path, action_mode, uses_llm, summary, dict(fixed or {}))
+    AGENTS[name] = spec
+    return spec
+
+
+_APPO = ("prompt_gym.agents.appo.agent:APPOAgent", "prompt_gym.agents.appo.config:APPOConfig")
+_SB3 = ("prompt_gym.agents.sb3:SB3Agent", "prompt_gym.agents.sb3:SB3Config")
+register_agent("appo", *_APPO, "text", True,
+               "StablePrompt's APPO: PPO whose KL anchor moves after validated progress, with rollback")
+register_agent("ppo", *_APPO, "text", True,
+               "PPO with the KL reference fixed at the starting model (APPO with fixed_reference=True)",
+               fixed={"fixed_reference": True})
+register_agent("pg-group", "prompt_gym.agents.pg_group:PGGroupAgent", "prompt_gym.agents.pg_group:PGGroupConfig",
+               "text", True, "group-baseline policy gradient (GRPO/RLOO family), KL to the starting model")
+register_agent("random-search", "prompt_gym.agents.baselines:RandomSearchAgent",
+               "prompt_gym.agents.baselines:RandomSearchConfig", "text", True,
+               "APE-style search: prompts sampled from the untrained LLM, best on validation")
+register_agent("manual", "prompt_gym.agents.baselines:ManualAgent", None, "text", False,
+               "the task's hand-written prompt (or options={'prompt': ...})")
+register_agent("sb3:ppo", *_SB3, "token", False,
+               "Stable-Baselines3 PPO on the token env (frozen LLM embeddings, top-k vocabulary)",
+               fixed={"algo": "ppo"})
+register_agent("sb3:a2c", *_SB3, "token", False, "Stable-Baselines3 A2C on the token env", fixed={"algo": "a2c"})
 
 
 def get_agent_spec(name: str) -> AgentSpec:
@@ -148,16 +200,22 @@ def make_agent(
 
     Args:
         name: A key of :data:`AGENTS` (``"appo"``, ``"ppo"``, ``"pg-group"``, ``"random-search"``,
-            ``"manual"``, ``"sb3:ppo"``, ``"sb3:a2c"``).
+            ``"manual"``, ``"sb3:ppo"``, ``"sb3:a2c"``, or one added with :func:`register_agent`).
         env: The environment (its action mode must match the agent's, see :class:`AgentSpec`).
         seed: The agent's seed.
         model: A loaded agent LLM (plain, no adapters; LLM agents change it in place); with ``tokenizer``.
         tokenizer: The model's tokenizer.
         model_spec: A model spec to load instead (SB3: where its frozen embeddings come from).
         logger: A :class:`~prompt_gym.logging.Logger` for the agent's metrics (in memory by default).
-        **options: Fields of the agent's config (``learning_rate=...``, ``batch_size=...``...).
+        **options: Fields of the agent's config (``learning_rate=...``, ``batch_size=...``), or the
+            keyword arguments of an agent without a config (``manual``: ``prompt``).
 
     Returns:
         The agent.
     """
-    return get_agent_spec(name).build(env, seed, model, tokenizer, model_spec, logger, options)
+    spec = get_agent_spec(name)
+    if spec.config is None:
+        return spec.build(env, None, model=model, tokenizer=tokenizer, model_spec=model_spec, logger=logger,
+                          **options)
+    return spec.build(env, spec.make_config(seed, **options), model=model, tokenizer=tokenizer,
+                      model_spec=model_spec, logger=logger)

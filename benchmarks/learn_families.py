@@ -18,7 +18,7 @@ from pathlib import Path
 
 from learning_common import WallTimeBudget, parse_run_arguments, short_run_settings
 
-from prompt_gym.agents.training import run_training
+from prompt_gym.runs.train import train
 
 FAMILY_ENVS = ("PromptTune-MRPC-v0", "PromptTune-II-antonyms-v0", "PromptTune-MMLU-marketing-v0",
                "PromptTune-TTE-SST2-v0")
@@ -31,7 +31,7 @@ def main() -> None:
     for env in args.envs:
         start = time.perf_counter()
         settings = short_run_settings(env, str(Path(args.out) / env), args.updates, args.seed, args.lr)
-        results = run_training(settings, progress_bar=False, callbacks=[WallTimeBudget(args.minutes)])
+        results = train(settings, progress_bar=False, callbacks=[WallTimeBudget(args.minutes)])
         test = results["test"]
         rows.append({"env": env, "updates": results["num_updates"], "promotions": results["promotions"],
                      "rollbacks": results["rollbacks"], "target_evaluations": results["target_evaluations"],

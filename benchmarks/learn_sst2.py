@@ -14,14 +14,14 @@ import time
 
 from learning_common import WallTimeBudget, parse_run_arguments, short_run_settings
 
-from prompt_gym.agents.training import run_training
+from prompt_gym.runs.train import train
 
 
 def main() -> None:
     args = parse_run_arguments(__doc__, out="runs/learn_sst2", updates=12, minutes=9.0)
     settings = short_run_settings("PromptTune-SST2-v0", args.out, args.updates, args.seed, args.lr)
     start = time.perf_counter()
-    results = run_training(settings, callbacks=[WallTimeBudget(args.minutes)])
+    results = train(settings, callbacks=[WallTimeBudget(args.minutes)])
     summary = {"threads": args.threads, "wall_time_s": round(time.perf_counter() - start, 1),
                "updates": results["num_updates"],
                "promotions": results["promotions"], "rollbacks": results["rollbacks"],

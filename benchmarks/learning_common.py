@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 
+import gymnasium as gym
 import torch
 
-from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
-from prompt_gym.agents.training import TrainSettings
+from prompt_gym.agents.appo.config import APPOConfig
 from prompt_gym.callbacks import Callback
+from prompt_gym.runs.settings import RunSettings
 
 
 class WallTimeBudget(Callback):
@@ -23,22 +24,24 @@ class WallTimeBudget(Callback):
         return time.perf_counter() < self.deadline
 
 
-def short_run_settings(env: str, out: str, updates: int, seed: int, lr: float) -> TrainSettings:
+def short_run_settings(env: str, out: str, updates: int, seed: int, lr: float) -> RunSettings:
     """The benchmarks' APPO run: text mode, one env (one meta-prompt per update), 8 prompts per update
     plus 8 replayed elites, 16-token prompts, 3 demonstrations, 16-shot split 13, checks every 5 updates.
 
     The reward batch is the whole training split (32 examples on binary 16-shot tasks), so every
-    prompt is judged on the same examples. Test-time editing scores each prompt on its one input,
-    so it gets no ``reward_batch_size``.
+    prompt is judged on the same examples. An env whose episode costs one evaluation (test-time
+    editing scores each prompt on its one input) takes no ``reward_batch_size``.
     """
     env_kwargs = {"action_mode": "text", "data_seed": 13, "num_demos": 3, "max_prompt_tokens": 16}
-    if "-TTE-" not in env:
+    if _judged_on_a_reward_batch(env):
         env_kwargs["reward_batch_size"] = 32
-    return TrainSettings(
-        env=env, out=out, updates=updates, num_envs=1, save_every=5, env_kwargs=env_kwargs,
-        config=APPOConfig(seed=seed, device="cpu", learning_rate=lr),
-        model_config=ModelConfig(),
-    )
+    return RunSettings(env=env, out=out, updates=updates, agent="appo", num_envs=1, save_every=5,
+                       env_kwargs=env_kwargs, config=APPOConfig(seed=seed, device="cpu", learning_rate=lr))
+
+
+def _judged_on_a_reward_batch(env: str) -> bool:
+    """Whether ``env`` judges a prompt on a batch of training examples (asked of it on the toy task: no model loads)."""
+    return gym.make(env, task="toy").unwrapped.evaluations_per_episode > 1
 
 
 def parse_run_arguments(description: str, out: str, updates: int, minutes: float,

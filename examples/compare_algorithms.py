@@ -21,11 +21,15 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 import prompt_gym  # noqa: F401  (registers the environments)
+from prompt_gym.agents import AGENTS, make_agent
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted
-from prompt_gym.comparison_report import write_report
 from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.models import DEFAULT_MODEL, load_causal_lm
+from prompt_gym.runs.report import write_report
+from prompt_gym.testing import build_tiny_lm
 
 
 @dataclass
@@ -54,21 +58,13 @@ def parse_args() -> Args:
 def agent_llm(env: gym.Env, seed: int):
     """A fresh agent LLM per run: a tiny random one on the toy env, else the default model."""
     if env.unwrapped.task.default_scorer is not None:
-        from prompt_gym.testing import build_tiny_lm
-
         return build_tiny_lm(env.unwrapped.tokenizer, seed=seed), env.unwrapped.tokenizer
-    from prompt_gym.models import DEFAULT_MODEL, load_causal_lm
-
     return load_causal_lm(DEFAULT_MODEL)
 
 
 if __name__ == "__main__":
-    from prompt_gym.agents import AGENTS, make_agent
-
     args = parse_args()
     if args.env_id == "PromptTune-Toy-v0":
-        import torch
-
         torch.set_num_threads(1)  # tiny models: one thread is many times faster on a shared CPU
     results = []
     for name in args.agents.split(","):
@@ -90,7 +86,7 @@ if __name__ == "__main__":
             started = time.perf_counter()
             scorer.limit = args.budget - reserve
             try:
-                agent.learn(2**62, progress_bar=False)
+                agent.learn(total_timesteps=2**62)
             except BudgetExhausted:
                 pass
 
@@ -103,8 +99,8 @@ if __name__ == "__main__":
             results.append({
                 "agent": name, "seed": seed, "prompt": best["prompt"], "val_accuracy": best["val_accuracy"],
                 "test_accuracy": test, "evaluations": scorer.num_evaluations, "budget": args.budget,
-                "wall_time_s": time.perf_counter() - started, "num_updates": getattr(agent, "num_updates", 0),
-                "promotions": getattr(agent, "promotions", None), "rollbacks": getattr(agent, "rollbacks", None),
+                "wall_time_s": time.perf_counter() - started, "num_updates": agent.num_updates,
+                "promotions": agent.promotions, "rollbacks": agent.rollbacks,
                 "curve": [*curve, [scorer.num_evaluations, best["val_accuracy"]]],
             })
             print(f"{name:>13} seed {seed}: test {test:.3f}  val {best['val_accuracy']:.3f}  "

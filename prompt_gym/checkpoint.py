@@ -97,9 +97,8 @@ def save_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], 
 
 def _step_folders(root: Path) -> list[tuple[int, Path]]:
     """``(step, folder)`` of every ``step-*`` folder directly under ``root``, oldest first."""
-    found = [(int(match.group(1)), path) for path in root.iterdir()
-             if path.is_dir() and not path.is_symlink() and (match := STEP_NAME.fullmatch(path.name))]
-    return sorted(found)
+    return sorted((checkpoint_step(path), path) for path in root.iterdir()
+                  if path.is_dir() and not path.is_symlink() and STEP_NAME.fullmatch(path.name))
 
 
 def _prune(root: Path, current: int, keep: int) -> None:
@@ -207,12 +206,44 @@ def verify_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def save_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically (a temporary file renamed into place: never half a file)."""
+def checkpoint_step(path: str | Path) -> int:
+    """The update count a checkpoint folder is named for (``step-000010`` -> 10).
+
+    Raises:
+        ValueError: The name is not a checkpoint folder's.
+    """
+    match = STEP_NAME.fullmatch(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not a checkpoint folder (step-NNNNNN).")
+    return int(match.group(1))
+
+
+def has_checkpoints(root: str | Path) -> bool:
+    """Whether ``root`` holds at least one ``step-*`` folder (verified or not)."""
+    root = Path(root)
+    return root.is_dir() and bool(_step_folders(root))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace`` (never half a file).
+
+    The folder is created if needed; a failed write leaves ``path`` as it was and no temporary file behind.
+    """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(temporary, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically: the project's one JSON writer (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def load_json(path: str | Path) -> Any:

@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
+from prompt_gym.checkpoint import write_text_atomic
+
 LOG_FILE = "log.jsonl"
 
 
@@ -129,10 +131,7 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 def write_log(path: str | Path, records: list[dict[str, Any]]) -> None:
     """Replace ``path`` with ``records``, one JSON line each (written to a temporary file, then renamed)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def truncate_log(path: str | Path, last_step: int) -> list[dict[str, Any]]:

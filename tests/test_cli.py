@@ -1,6 +1,6 @@
 import pytest
 
-from prompt_gym.cli import main
+from prompt_gym.runs.cli import main
 
 
 def test_envs_lists_registered_ids(capsys):

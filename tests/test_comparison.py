@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import prompt_gym.comparison as comparison
+import prompt_gym.runs.compare as comparison
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted
-from prompt_gym.cli import main
-from prompt_gym.comparison import CompareConfig, run_comparison, run_dir
-from prompt_gym.comparison_report import curve_band
+from prompt_gym.runs.cli import main
+from prompt_gym.runs.compare import CompareConfig, run_comparison, run_dir
+from prompt_gym.runs.report import curve_band
 from prompt_gym.tasks import get_task
 
 TOY = "PromptTune-Toy-v0"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_gym.cli import main
+from prompt_gym.runs.cli import main
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 import prompt_gym
-from prompt_gym import comparison
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted, NoProgress
-from prompt_gym.comparison import CompareConfig, run_comparison
+from prompt_gym.runs import pipeline
+from prompt_gym.runs.compare import CompareConfig, run_comparison
 from prompt_gym.scoring import LMScorer
 from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
 
@@ -62,7 +62,7 @@ def test_collapsed_random_search_under_a_caching_target_ends(caching_target, tmp
     """The reported case: random search at temperature 1e-4 repeats its prompts, which the target has cached."""
     prompt_gym.register_task("toy-cached", dataclasses.replace(
         prompt_gym.get_task("toy"), name="toy-cached", default_scorer=caching_target), overwrite=True)
-    monkeypatch.setattr(comparison, "UNLIMITED_STEPS", 20_000)  # before the fix the run only ended here
+    monkeypatch.setattr(pipeline, "UNLIMITED_STEPS", 20_000)  # before the fix the run only ended here
     config = CompareConfig("PromptTune-Toy-v0", ["random-search"], 300, [0], tmp_path / "cmp",
                            env_kwargs={"task": "toy-cached", "reward_batch_size": 4, "max_prompt_tokens": 4,
                                        "num_demos": 2},

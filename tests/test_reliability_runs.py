@@ -18,8 +18,8 @@ import pytest
 
 from prompt_gym.agents.training_state import CLOCK_FILE
 from prompt_gym.checkpoint import MANIFEST, CheckpointError
-from prompt_gym.cli import main
 from prompt_gym.logging import read_log
+from prompt_gym.runs.cli import main
 
 ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", "--lr", "1e-2",
         "--anchor-check-interval", "2", "--max-prompt-tokens", "3", "--num-demos", "1", "--reward-batch-size", "2",
@@ -29,7 +29,7 @@ COUNTS = ("num_updates", "num_timesteps", "target_evaluations", "promotions", "r
 KILLER = """
 import os, signal, sys
 from prompt_gym import checkpoint, logging
-from prompt_gym.cli import main
+from prompt_gym.runs.cli import main
 
 where, at = sys.argv[1], int(sys.argv[2])
 if where == "update":  # right after update `at` is logged, before its checkpoint
@@ -214,7 +214,7 @@ def test_resume_without_any_checkpoint_says_how_to_start_again(tiny_model_dir_mo
 
 
 def test_compare_resumes_from_an_older_verified_checkpoint_instead_of_restarting(tmp_path):
-    from prompt_gym.comparison import CompareConfig, run_comparison, run_dir
+    from prompt_gym.runs.compare import CompareConfig, run_comparison, run_dir
 
     budget = 8 + 4 * 4 * 8 + 8 + 5 * 8  # start measurement, 4 updates of 4 prompts, 1 check, selection reserve
     config = CompareConfig("PromptTune-Toy-v0", ["ppo"], budget, [0], tmp_path / "cmp", checkpoint_every=1,
@@ -234,7 +234,7 @@ def test_compare_resumes_from_an_older_verified_checkpoint_instead_of_restarting
 
 
 def test_a_failed_compare_start_does_not_block_the_corrected_rerun(tmp_path):
-    from prompt_gym.comparison import CompareConfig, run_comparison
+    from prompt_gym.runs.compare import CompareConfig, run_comparison
 
     out = tmp_path / "cmp"
     options = {"random-search": {"final_samples": 1}}

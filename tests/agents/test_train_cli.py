@@ -3,8 +3,11 @@ import json
 import pytest
 
 import prompt_gym
+from prompt_gym.agents.appo.config import PRESETS, APPOConfig
 from prompt_gym.checkpoint import CheckpointError
-from prompt_gym.cli import main
+from prompt_gym.runs.cli import build_parser, main
+from prompt_gym.runs.settings import RunSettings
+from prompt_gym.runs.train import settings_from_args
 
 ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", "--lr", "1e-2",
         "--anchor-check-interval", "2", "--max-prompt-tokens", "3", "--num-demos", "1", "--reward-batch-size", "2",
@@ -36,11 +39,9 @@ def test_train_writes_outputs_and_resumes(tiny_model_dir, tmp_path, capsys):
 
 
 def test_resume_without_checkpoint_fails_loudly(tiny_model_dir, tmp_path):
-    from prompt_gym.agents.training import TrainSettings
-
     out = tmp_path / "run"
     out.mkdir()
-    (out / "run.json").write_text(json.dumps(TrainSettings("PromptTune-Toy-v0", str(out), 2).to_dict()))
+    (out / "run.json").write_text(json.dumps(RunSettings("PromptTune-Toy-v0", str(out), 2).to_dict()))
     with pytest.raises(CheckpointError, match="No checkpoint"):
         main(["train", "--resume", str(out), "--updates", "3"])
     (out / "run.json").write_text("{}")
@@ -78,15 +79,11 @@ def test_train_on_test_time_editing_writes_one_prompt_per_test_input(tiny_model_
 
 
 def test_preset_paper_then_flags_override():
-    from prompt_gym.agents.appo.config import PRESETS, APPOConfig
-    from prompt_gym.agents.training import train_settings_from_args
-    from prompt_gym.cli import build_parser
-
     args = build_parser().parse_args(["train", "--preset", "paper", "--lr", "3e-5", "--out", "x", "--updates", "1"])
-    config = train_settings_from_args(args).config
+    config = settings_from_args(args).config
     assert config.learning_rate == 3e-5  # the flag wins over the preset
     assert all(getattr(config, k) == v for k, v in PRESETS["paper"].items() if k != "learning_rate")
-    default = train_settings_from_args(build_parser().parse_args(["train", "--out", "x", "--updates", "1"])).config
+    default = settings_from_args(build_parser().parse_args(["train", "--out", "x", "--updates", "1"])).config
     assert (default.learning_rate, default.advantage) == (APPOConfig().learning_rate, APPOConfig().advantage)
     with pytest.raises(ValueError, match="Unknown APPO preset"):
         APPOConfig.from_preset("papr")
@@ -95,7 +92,23 @@ def test_preset_paper_then_flags_override():
 @pytest.mark.parametrize("bad", [{"kl_coef": float("inf")}, {"learning_rate": float("nan")}, {"batch_size": 2.5},
                                  {"anchor_samples": True}])
 def test_appo_config_refuses_non_finite_numbers_and_non_integer_counts(bad):
-    from prompt_gym.agents.appo.config import APPOConfig
-
     with pytest.raises(ValueError, match=next(iter(bad))):
         APPOConfig(**bad)
+
+
+def test_train_runs_pg_group_and_resumes_it(tmp_path):
+    out = tmp_path / "pg"
+    pg = ["--agent", "pg-group", "--env", "PromptTune-Toy-v0", "--group-size", "2", "--lr", "1e-2",
+          "--eval-interval", "1", "--final-samples", "1", "--max-prompt-tokens", "3", "--num-demos", "1",
+          "--reward-batch-size", "2", "--device", "cpu", "--save-every", "1", "--out", str(out)]
+    assert main(["train", *pg, "--updates", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (results["agent"], results["num_updates"], results["selected_on"]) == ("pg-group", 2, "validation")
+    assert results["settings"]["config"]["group_size"] == 2 and results["settings"]["env_kwargs"]["action_mode"] == "text"
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-000001", "step-000002"]
+    assert main(["train", "--resume", str(out), "--updates", "3"]) == 0  # the agent comes from run.json
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 3
+    assert json.loads((out / "results.json").read_text())["resumed_from_update"] == 2
+    with pytest.raises(SystemExit, match="--group-size 3 .*config.group_size"):
+        main(["train", "--resume", str(out), "--updates", "4", "--group-size", "3"])

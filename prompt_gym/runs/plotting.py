@@ -39,7 +39,6 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str 
     xs, ys = _series(records, "rollout/reward")
     top.plot(xs, ys, marker=".", label="rollout/reward (train batch)")
     top.set_ylabel("reward")
-    top.legend(loc="best")
     for key, style in (("eval/policy_accuracy", "o-"), ("eval/best_val_accuracy", "^-"),
                        ("anchor/anchor_val_accuracy", "s--"), ("eval/val_accuracy", "d-"), ("rollout/accuracy", ".:")):
         xs, ys = _series(records, key)
@@ -47,7 +46,9 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str 
             bottom.plot(xs, ys, style, label=key)
     bottom.set_ylabel("accuracy")
     bottom.set_xlabel("target-LLM evaluations (prompt x input pairs)")
-    bottom.legend(loc="best")
+    for axis in (top, bottom):
+        if axis.get_legend_handles_labels()[0]:  # an agent may log neither (a user's agent, a baseline)
+            axis.legend(loc="best")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""Tables and learning curves of a comparison (:mod:`prompt_gym.comparison`).
+"""Tables and learning curves of a comparison (:mod:`prompt_gym.runs.compare`).
 
 * ``results.md`` / ``results.csv``: one row per agent, aggregated over seeds: test accuracy mean
   and (sample) std, validation accuracy of the selected prompt, evaluations used, wall time,
