@@ -72,6 +72,8 @@ class LLMPromptAgent(SelectingAgent):
     (:mod:`~prompt_gym.agents.training_state`) with :meth:`checkpoint_state`. APPO keeps its own layout.
 
     Attributes:
+        optimizer: The torch optimizer of the trained parameters (``None``: the agent does not train).
+        scheduler: Its learning-rate scheduler, if any.
         config_class: The config dataclass :meth:`load` rebuilds from ``agent.json``.
         trains_policy: Whether the agent trains the policy adapter (and so saves it).
         accepts_vector_env: Whether the agent trains on a vector env (``False``: one env at a time).
@@ -85,6 +87,8 @@ class LLMPromptAgent(SelectingAgent):
     trains_policy: ClassVar[bool] = True
     accepts_vector_env: ClassVar[bool] = False
     supports_checkpoints = True
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
     def __init__(
         self, env: Any, config: LLMAgentConfig, model_config: ModelConfig | None = None, model: Any = None,

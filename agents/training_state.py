@@ -23,11 +23,14 @@ CLOCK_FILE = "clock.json"
 
 
 def write_training_state(agent: Any, folder: Path, extra: dict[str, Any] | None = None) -> None:
-    """Write ``agent``'s optimizer, RNG states, counters and ``extra`` (JSON-ready) into ``folder``."""
-    optimizer = getattr(agent, "optimizer", None)
-    if optimizer is not None:
-        scheduler = getattr(agent, "scheduler", None)
-        ckpt.save_tensors(folder / "optimizer.pt", {"optimizer": optimizer.state_dict(),
+    """Write ``agent``'s optimizer, RNG states, counters and ``extra`` (JSON-ready) into ``folder``.
+
+    ``agent`` is an :class:`~prompt_gym.agents.llm.LLMPromptAgent` (its ``optimizer`` and
+    ``scheduler`` are ``None`` when it has none).
+    """
+    if agent.optimizer is not None:
+        scheduler = agent.scheduler
+        ckpt.save_tensors(folder / "optimizer.pt", {"optimizer": agent.optimizer.state_dict(),
                                                     "scheduler": None if scheduler is None else scheduler.state_dict()})
     rng = ckpt.global_rng_state()
     envs = agent.env.rng_states() if agent.env is not None else []
@@ -42,11 +45,10 @@ def write_training_state(agent: Any, folder: Path, extra: dict[str, Any] | None 
 
 def read_training_state(agent: Any, folder: Path) -> dict[str, Any]:
     """Restore what :func:`write_training_state` wrote into ``agent``; returns ``state.json`` (with ``extra``)."""
-    optimizer = getattr(agent, "optimizer", None)
-    if optimizer is not None:
+    if agent.optimizer is not None:
         saved = ckpt.load_tensors(folder / "optimizer.pt")
-        optimizer.load_state_dict(saved["optimizer"])
-        if getattr(agent, "scheduler", None) is not None:
+        agent.optimizer.load_state_dict(saved["optimizer"])
+        if agent.scheduler is not None:
             agent.scheduler.load_state_dict(saved["scheduler"])
     rng = ckpt.load_json(folder / "rng.json") | ckpt.load_tensors(folder / "rng.pt")
     ckpt.set_global_rng_state(rng)
