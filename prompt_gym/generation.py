@@ -17,6 +17,7 @@ import numpy as np
 
 from prompt_gym.data import Example
 from prompt_gym.metrics import check_metric, score_answer
+from prompt_gym.models import adapters_disabled
 from prompt_gym.scoring import ExampleScores, left_pad, render
 from prompt_gym.template import DEFAULT_TEMPLATE
 
@@ -98,9 +99,7 @@ class GenerationScorer(BaseGenerationScorer):
 
     def generate_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> list[str]:
         """Return the target's answer (first line of its greedy continuation) for each pair."""
-        import torch
-
-        from prompt_gym.models import adapters_disabled
+        import torch  # here, not at the top: `import prompt_gym` stays torch-free
 
         texts = [render(self.template, p, source) for p, source in zip(prompts, inputs, strict=True)]
         encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
@@ -130,7 +129,7 @@ class _LineDone:
         self.prompt_width = prompt_width
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
+        import torch  # here, not at the top: `import prompt_gym` stays torch-free
 
         done = [self._finished(self.tokenizer.decode(row[self.prompt_width :], skip_special_tokens=True))
                 for row in input_ids.tolist()]

@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from prompt_gym.data import Example
+from prompt_gym.models import adapters_disabled
 from prompt_gym.template import DEFAULT_TEMPLATE
 
 
@@ -163,7 +164,7 @@ def verbalizer_token_ids(tokenizer: Any, verbalizer: Sequence[str], template: st
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any = "cpu") -> tuple[Any, Any]:
     """Left-pad token rows into ``(input_ids, attention_mask)`` long tensors on ``device``."""
-    import torch
+    import torch  # here, not at the top: `import prompt_gym` stays torch-free
 
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -310,9 +311,7 @@ class LMScorer(BaseScorer):
 
     def _run(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Score every pair with the model."""
-        import torch
-
-        from prompt_gym.models import adapters_disabled
+        import torch  # here, not at the top: `import prompt_gym` stays torch-free
 
         texts = [render(self.template, prompt, source) for prompt, source in pairs]
         encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
@@ -352,7 +351,7 @@ class LMScorer(BaseScorer):
         Groups are ordered by prefix length and rows by suffix length, so a chunk pads little. A
         group cut by a chunk boundary runs its prefix once in each chunk.
         """
-        import torch
+        import torch  # here, not at the top: `import prompt_gym` stays torch-free
 
         prefix_length = {group[0]: _shared_prefix_length([encoded[r] for r in group]) for group in groups}
         order, owner = [], {}

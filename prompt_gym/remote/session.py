@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from prompt_gym.models import cache_dir
 from prompt_gym.remote.cache import ResultCache, cache_key
 from prompt_gym.remote.client import RemoteClient
 from prompt_gym.remote.spec import RemoteTarget
@@ -16,8 +17,6 @@ log = logging.getLogger("prompt_gym.remote")
 
 def default_cache_path() -> str:
     """``<PROMPT_GYM_CACHE or ~/.cache/prompt-gym>/remote/cache.sqlite``."""
-    from prompt_gym.models import cache_dir
-
     return str(cache_dir() / "remote" / "cache.sqlite")
 
 
