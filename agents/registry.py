@@ -138,8 +138,10 @@ def register_agent(
         agent_cls_or_path: The agent class (an :class:`~prompt_gym.agents.base.Agent`), or
             ``"module:Class"`` to import it only when the agent is made.
         config_cls_or_path: Its config dataclass (or ``"module:Class"``), whose fields become the
-            agent's options (and ``prompt-gym train``'s flags); it must have a ``seed`` field.
-            ``None``: the agent takes its options as keyword arguments.
+            agent's options (and ``prompt-gym train``'s flags, help taken from its ``Attributes:``
+            docstring); it must have a ``seed`` field, and an LLM agent's a ``device`` field too
+            (:class:`~prompt_gym.agents.configs.LLMAgentConfig` has both). ``None``: the agent takes
+            its options as keyword arguments.
         action_mode: ``"text"`` (the agent returns whole prompts) or ``"token"``.
         uses_llm: Whether the agent changes an LLM of its own (it is given a fresh one per run).
         summary: One line for ``--help``.

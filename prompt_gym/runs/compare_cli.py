@@ -12,6 +12,10 @@ from prompt_gym.runs.flags import json_object
 from prompt_gym.runs.settings import DEFAULT_ENV
 
 
+DEFAULT_SEEDS = (13, 21, 42)
+"""LM-BFF's few-shot splits (each seed also picks the split, see ``--fixed-data``)."""
+
+
 def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -55,8 +59,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                          help="comma-separated agent names")
     compare.add_argument("--budget", type=positive_int, required=True,
                          help="target-LLM evaluations (prompt x example pairs) per run, prompt selection included")
-    compare.add_argument("--seeds", type=_seeds, default=[13, 21, 42],
-                         help="comma-separated seeds (default 13,21,42)")
+    compare.add_argument("--seeds", type=_seeds, default=list(DEFAULT_SEEDS),
+                         help=f"comma-separated seeds (default {','.join(map(str, DEFAULT_SEEDS))})")
     compare.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
     compare.add_argument("--target", help="target: a model spec or a served model, openai:<base_url>#<model> "
                                           "(see docs/remote-target.md); default: the agent model (one shared "

@@ -33,7 +33,7 @@ from prompt_gym.callbacks import Callback, CheckpointCallback
 from prompt_gym.checkpoint import checkpoint_step, latest_checkpoint, load_json, save_json
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import LOG_FILE, Logger, logged_value, read_log, truncate_log
-from prompt_gym.models import DEFAULT_MODEL, load_causal_lm
+from prompt_gym.models import DEFAULT_MODEL, load_causal_lm, resolve_device
 from prompt_gym.remote.runs import UsageLogCallback, run_target, target_usage
 from prompt_gym.runs.folders import TEST_TIME_PROMPTS_FILE
 from prompt_gym.runs.settings import RunSettings
@@ -79,7 +79,7 @@ class Run:
         self.model = self.tokenizer = None
         if spec.uses_llm and self.model_spec is None:  # a tiny random LM over the env's own tokenizer
             self.tokenizer = gym.make(settings.env, **kwargs).unwrapped.tokenizer
-            self.model = build_tiny_lm(self.tokenizer, seed=settings.seed)
+            self.model = build_tiny_lm(self.tokenizer, seed=settings.seed).to(resolve_device(settings.config.device))
         elif spec.uses_llm:
             self.model, self.tokenizer = load_causal_lm(self.model_spec, dtype=settings.model_config.dtype,
                                                         device=settings.config.device)
@@ -115,9 +115,10 @@ class Run:
         else:
             records = truncate_log(self.log_file, self.resumed_from)
         self.logger = Logger(self.log_file.parent, tensorboard=tensorboard)
-        self.agent = self.spec.build(self.env, self.settings.config, model=self.model, tokenizer=self.tokenizer,
+        config, options = (None, self.settings.config) if self.spec.config is None else (self.settings.config, {})
+        self.agent = self.spec.build(self.env, config, model=self.model, tokenizer=self.tokenizer,
                                      model_config=self.settings.model_config, model_spec=self.model_spec,
-                                     logger=self.logger, **(self.settings.config if self.spec.config is None else {}))
+                                     logger=self.logger, **options)
         if self.checkpoint is not None:
             self.agent.load_checkpoint(self.checkpoint)
             self._restore_evaluations(records, require_count)
@@ -251,7 +252,7 @@ def policy_accuracy_trend(records: list[dict[str, Any]]) -> dict[str, Any] | Non
 
 def versions() -> dict[str, str]:
     """Versions of python and the libraries that shape results."""
-    # Imported here: the run layer reports them but never needs them itself (heavy imports).
+    # Imported here so that the command line (``prompt-gym envs``, ``--help``) starts without torch.
     import peft
     import torch
     import transformers

@@ -30,7 +30,7 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str 
     Returns:
         The written path.
     """
-    import matplotlib
+    import matplotlib  # here: the headless backend must be chosen before pyplot is first imported
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -100,7 +100,7 @@ def plot_learning_curves(results: Sequence[dict[str, Any]], path: Path, budget: 
     Each panel shows every seed as a thin line, the mean over seeds as a thick one and the min-max
     band; non-learning baselines are dashed. Separate panels keep agents with equal curves visible.
     """
-    import matplotlib
+    import matplotlib  # here: the headless backend must be chosen before pyplot is first imported
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

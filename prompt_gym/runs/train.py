@@ -24,8 +24,8 @@ from typing import Any
 
 from prompt_gym.agents.appo.config import PRESETS, APPOConfig
 from prompt_gym.agents.configs import ModelConfig
-from prompt_gym.agents.llm import LLMPromptAgent
 from prompt_gym.agents.registry import AGENTS, get_agent_spec
+from prompt_gym.agents.selection import SelectingAgent
 from prompt_gym.callbacks import Callback
 from prompt_gym.checkpoint import save_json
 from prompt_gym.logging import read_log
@@ -102,19 +102,29 @@ def add_train_parser(sub: argparse._SubParsersAction, agent: str = "appo") -> ar
     return train
 
 
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The agent's config from the preset and the flags given (``None`` for an agent without a config).
+
+    Raises:
+        ValueError: A value the config refuses (its message names the field).
+    """
+    spec = get_agent_spec(args.agent or _default("agent"))
+    options = given(args, args.config_dests)
+    if args.preset is not None:
+        options = PRESETS[args.preset] | options
+    return spec.make_config(**options) if spec.config is not None else None
+
+
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
     """Build settings from ``prompt-gym train``'s parsed arguments (unset flags: the defaults of the dataclasses)."""
     agent = args.agent or _default("agent")
     spec = get_agent_spec(agent)
-    options = given(args, args.config_dests)
-    if args.preset is not None:
-        options = PRESETS[args.preset] | options
     env_kwargs = {name: getattr(args, name) for name in ENV_FLAGS if getattr(args, name) is not None}
     env_kwargs.setdefault("action_mode", spec.action_mode)  # saved in run.json: a resumed run keeps its mode
     run = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
     return RunSettings(**run | {"agent": agent, "out": args.out, "updates": args.updates, "env_kwargs": env_kwargs,
                                 "env": args.env or DEFAULT_ENV,
-                                "config": spec.make_config(**options) if spec.config is not None else None,
+                                "config": config_from_args(args),
                                 "model_config": ModelConfig(**given(args, args.model_dests))})
 
 
@@ -191,7 +201,7 @@ def train(
         save_json(out / SETTINGS_FILE, settings.to_dict())  # last: the start succeeded
     results = run.execute(callbacks=callbacks, progress_bar=progress_bar)
     agent = run.agent
-    best = agent.pool.to_list() if isinstance(agent, LLMPromptAgent) else [r for r in [results["selected"]] if r]
+    best = agent.pool.to_list() if isinstance(agent, SelectingAgent) else [r for r in [results["selected"]] if r]
     save_json(out / "best_prompts.json", best)
     save_json(out / "results.json", results)
     plot_curves(read_log(run.log_file), out / "curves.png", title=f"{settings.agent} on {settings.env}")
@@ -242,6 +252,10 @@ def run_train_command(args: argparse.Namespace) -> int:
                              "these flags differ from them: " + "; ".join(conflicts) + ". Drop them to resume, or "
                              "start a new run in another --out folder to use them.")
     else:
+        try:  # the config's own checks, before anything else: a bad flag fails at once
+            config_from_args(args)
+        except ValueError as error:
+            raise SystemExit(f"prompt-gym train: {error}") from None
         if not args.out or not args.updates:
             raise SystemExit("prompt-gym train needs --out RUN_FOLDER and --updates N (or --resume RUN_FOLDER).")
         settings = settings_from_args(args)
