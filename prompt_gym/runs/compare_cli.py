@@ -11,7 +11,6 @@ from prompt_gym.runs.compare import CompareConfig, run_comparison
 from prompt_gym.runs.flags import json_object
 from prompt_gym.runs.settings import DEFAULT_ENV
 
-
 DEFAULT_SEEDS = (13, 21, 42)
 """LM-BFF's few-shot splits (each seed also picks the split, see ``--fixed-data``)."""
 
