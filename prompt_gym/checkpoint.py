@@ -88,9 +88,7 @@ def save_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], 
         staging.rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    pointer = root / f".{LATEST}.tmp"
-    pointer.write_text(final.name, encoding="utf-8")
-    os.replace(pointer, root / LATEST)
+    write_text_atomic(root / LATEST, final.name)
     _prune(root, step, keep)
     return final
 
@@ -115,7 +113,7 @@ def _remove_staging(root: Path) -> None:
     for path in root.iterdir():
         if path.name.startswith(".step-") and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
-        elif path.name == f".{LATEST}.tmp":
+        elif path.name.startswith(f".{LATEST}.") and path.name.endswith(".tmp"):
             path.unlink(missing_ok=True)
 
 

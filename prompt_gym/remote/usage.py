@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prompt_gym.checkpoint import save_json
 
 
 @dataclass
@@ -85,8 +86,4 @@ class Usage:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(dir=self.path.parent, prefix=".usage-")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(self.as_dict(), out, indent=1)
-        os.replace(staging, self.path)
+        save_json(self.path, self.as_dict())
