@@ -57,7 +57,7 @@ def parse_args() -> Args:
 
 def agent_llm(env: gym.Env, seed: int):
     """A fresh agent LLM per run: a tiny random one on the toy env, else the default model."""
-    if env.unwrapped.task.default_scorer is not None:
+    if env.unwrapped.task.has_own_target:
         return build_tiny_lm(env.unwrapped.tokenizer, seed=seed), env.unwrapped.tokenizer
     return load_causal_lm(DEFAULT_MODEL)
 

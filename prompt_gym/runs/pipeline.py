@@ -74,7 +74,7 @@ class Run:
         """Load the agent LLM (LLM agents), the target behind a counting :class:`BudgetedScorer`, and the env."""
         settings, spec = self.settings, self.spec
         kwargs = {"action_mode": spec.action_mode} | settings.env_kwargs
-        own_target = _task(settings).default_scorer is not None
+        own_target = _task(settings).has_own_target
         self.model_spec = settings.agent_model or (None if own_target else DEFAULT_MODEL)
         self.model = self.tokenizer = None
         if spec.uses_llm and self.model_spec is None:  # a tiny random LM over the env's own tokenizer
