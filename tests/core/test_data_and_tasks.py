@@ -95,7 +95,8 @@ def test_add_a_task_recipe_runs_as_documented(tmp_path, monkeypatch, tiny_lm):
         rows = [{"text": f"a {word} {name} film", "label": label} for label, pool in words.items() for word in pool]
         (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(prompt_gym.tasks, "_REGISTRY", dict(prompt_gym.tasks._REGISTRY))  # forget it afterwards
+    registry = {name: factory for name, factory in prompt_gym.tasks._REGISTRY.items() if name != "my_reviews"}
+    monkeypatch.setattr(prompt_gym.tasks, "_REGISTRY", registry)  # the example's task of that name, if any, comes back
     monkeypatch.setattr(prompt_gym.targets, "shared_causal_lm", lambda spec: tiny_lm)
     namespace: dict = {}
     try:
