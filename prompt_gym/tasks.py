@@ -199,7 +199,7 @@ class ClassificationSpec:
                 f"Task {self.name!r}: test split {test_name!r} is only available from "
                 f"${_data.DATA_DIR_ENV} (the hub copy has no labels for it)."
             )
-        import datasets
+        import datasets  # heavy and optional here: only the hub fallback needs it
 
         loaded = datasets.load_dataset(path, config)
 

@@ -2,7 +2,8 @@
 
 Built in code (a byte-level tokenizer and a randomly initialised 2-layer Llama or GPT-2), so they
 need no download and run in milliseconds. They exercise every code path of the real models
-(chat template, padding, peft adapters, generation) without the cost.
+(chat template, padding, peft adapters, generation) without the cost. torch, tokenizers and
+transformers are imported inside the functions, so ``prompt_gym.testing`` stays cheap to import.
 """
 
 from __future__ import annotations
