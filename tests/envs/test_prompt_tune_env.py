@@ -221,3 +221,18 @@ def test_spec_sheets_list_the_attributes_agents_may_read():
         assert {name for name in PROMPT_ENV_ATTRIBUTES if f"``{name}``" not in sheet} == set(), env_class
     env = gym.make("PromptTune-Toy-v0").unwrapped
     assert all(hasattr(env, name) for name in PROMPT_ENV_ATTRIBUTES)
+
+
+def test_reward_callable_passes_through_both_envs():
+    """``reward=`` takes a callable ``f(scores, gaps, **reward_kwargs) -> (rewards, parts)``, single and vector."""
+    def hits(scores, gaps, bonus=0.0):
+        return scores.sum(axis=1) + bonus, {"accuracy": scores.mean(axis=1)}
+
+    env = gym.make("PromptTune-Toy-v0", action_mode="text", reward=hits, reward_kwargs={"bonus": 0.5})
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step("classify the review sentiment")
+    assert reward == pytest.approx(8 * info["accuracy"] + 0.5)
+    envs = gym.make_vec("PromptTune-Toy-v0", num_envs=2, action_mode="text", reward=hits)
+    envs.reset(seed=0)
+    rewards = envs.step(["classify the review sentiment"] * 2)[1]
+    assert rewards[0] == pytest.approx(reward - 0.5)
