@@ -208,10 +208,11 @@ def _has_progress(out: Path) -> bool:
 def _check_budget(config: CompareConfig) -> None:
     """Fail before any run when the budget cannot pay for an agent's prompt selection and one episode."""
     seed = config.seeds[0]
-    probe = Run(RunSettings(env=config.env_id, out=str(run_dir(config.out, "manual", seed)), agent="manual",
-                            agent_model=config.agent_model, env_kwargs=_env_kwargs(config, seed)))
+    probe = Run(RunSettings(env=config.env_id, out=str(config.out), agent="manual", agent_model=config.agent_model,
+                            env_kwargs=_env_kwargs(config, seed)))
     probe.load()  # the manual agent has no LLM: only the env and its target are loaded
-    validation, episode = len(probe.probe.task.split("validation")), probe.probe.evaluations_per_episode
+    env = probe.unwrapped
+    validation, episode = len(env.task.split("validation")), env.evaluations_per_episode
     for name in config.agents:
         spec = get_agent_spec(name)
         learns = spec.config is not None

@@ -53,6 +53,16 @@ class Run:
         settings: What to run.
         resume: Continue from the newest checkpoint under ``<out>/checkpoints`` that verifies.
 
+    Attributes:
+        resumed_from: The update of the checkpoint the run continues from (``None``: a fresh start).
+        env: The env the agent trains on (one env, or the native vector env); after :meth:`load`.
+        unwrapped: One unwrapped env with the same settings: the task, the target (test scoring,
+            outside any budget) and the episode sampler; after :meth:`load`.
+        scorer: The :class:`~prompt_gym.budget.BudgetedScorer` around the target that ``env`` scores
+            with: it counts every evaluation of the run and enforces a budget; after :meth:`load`.
+        agent: The agent; after :meth:`start`.
+        log_file: The run's ``log.jsonl``; after :meth:`start`.
+
     Raises:
         prompt_gym.checkpoint.CheckpointError: ``resume`` and no checkpoint verifies.
         ValueError: ``resume`` with fewer ``updates`` than the checkpoint has done.
@@ -89,8 +99,8 @@ class Run:
             kwargs["target"] = run_target(settings.target_model, str(self.out))  # a remote one counts in the run
         elif "target" not in kwargs and not own_target:
             kwargs["target"] = (self.model, self.tokenizer) if spec.uses_llm else self.model_spec
-        self.probe = gym.make(settings.env, **kwargs).unwrapped
-        self.scorer = BudgetedScorer(self.probe.scorer)
+        self.unwrapped = gym.make(settings.env, **kwargs).unwrapped  # one env's task, target and sampler
+        self.scorer = BudgetedScorer(self.unwrapped.scorer)
         shared = {k: v for k, v in kwargs.items() if k != "target"} | {"scorer": self.scorer}
         # one env, or the native vector env: one shared scorer, every finished prompt of a step scored in one call
         self.env = (gym.make(settings.env, **shared) if settings.num_envs == 1
@@ -154,7 +164,7 @@ class Run:
         agent, scorer, settings = self.agent, self.scorer, self.settings
         reserve = agent.selection_evaluations()
         if budget is not None:
-            needed = reserve + (0 if self.spec.config is None else self.probe.evaluations_per_episode)
+            needed = reserve + (0 if self.spec.config is None else self.unwrapped.evaluations_per_episode)
             if budget < needed:
                 raise ValueError(f"Budget {budget} is too small for {settings.agent!r} on {settings.env}: its prompt "
                                  f"selection alone may need {reserve} evaluations, and one training episode more; "
@@ -174,11 +184,11 @@ class Run:
             stopped_by = "budget"
         self.logger.close()
         scorer.limit = budget
-        task, tte = self.probe.task, isinstance(self.probe.sampler, TTESampler)
+        task, tte = self.unwrapped.task, isinstance(self.unwrapped.sampler, TTESampler)
         chosen = None if tte else agent.select_prompt()
         evaluations = scorer.num_evaluations  # training and selection; test scoring is not counted
         prompts = {"manual": task.manual_prompt, "empty": ""} | ({} if tte else {"learned": chosen["prompt"]})
-        test = score_on_test(self.probe.scorer, task, prompts, cache_file=test_cache, progress=progress_bar)
+        test = score_on_test(self.unwrapped.scorer, task, prompts, cache_file=test_cache, progress=progress_bar)
         if tte:
             test["learned"] = self._tte_learned()
         return {
@@ -198,8 +208,8 @@ class Run:
         def write(meta_prompts: list[str]) -> list[str]:
             return list(self.agent.predict(tuple(meta_prompts), deterministic=True)[0])
 
-        sampler = self.probe.sampler
-        result = evaluate_tte(sampler, self.probe.scorer, write, split="test", seed=self.settings.seed)
+        sampler = self.unwrapped.sampler
+        result = evaluate_tte(sampler, self.unwrapped.scorer, write, split="test", seed=self.settings.seed)
         inputs = [example.input for example in sampler.task.split("test")]
         save_json(self.out / TEST_TIME_PROMPTS_FILE, [
             {"input": text, "prompt": prompt, "score": score}
