@@ -7,12 +7,11 @@ all build on it, so they write, validate and select prompts the same way. A subc
 :meth:`~LLMPromptAgent.learning_step` (one update); :meth:`~LLMPromptAgent.learn` runs the loop
 around it (callbacks, progress bar, totals).
 
-The baselines and the group policy gradient play whole episodes with :meth:`~LLMPromptAgent.play_group`
-(APPO can run the ``predict``/``step`` loop instead): the agent writes a batch of prompts for one
-meta-prompt in a single batched generation, then feeds each one to the env (token by token in
-token mode, whole in text mode) and reads the env's reward. ``reset(seed=s)`` with the same ``s``
-shows the same meta-prompt and reward batch (the env's determinism contract), which is
-how a group of prompts is judged on the same examples.
+:meth:`~LLMPromptAgent.play_group` plays whole episodes (APPO can run the ``predict``/``step`` loop
+instead): it writes a batch of prompts for one meta-prompt in one batched generation, feeds each
+to the env (token by token, or whole in text mode) and reads the reward. ``reset(seed=s)`` with one
+``s`` shows the same meta-prompt and reward batch (the env's determinism contract): that is how a
+group of prompts is judged on the same examples.
 """
 
 from __future__ import annotations
@@ -77,8 +76,6 @@ class LLMPromptAgent(SelectingAgent):
         config_class: The config dataclass :meth:`load` rebuilds from ``agent.json``.
         trains_policy: Whether the agent trains the policy adapter (and so saves it).
         accepts_vector_env: Whether the agent trains on a vector env (``False``: one env at a time).
-        pool: The best prompts by validation accuracy.
-        num_updates: Learning steps done (what a subclass calls an update).
         policy_acc: The last ``eval/policy_accuracy`` measured (``nan`` before the first).
     """
 
