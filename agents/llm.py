@@ -39,7 +39,7 @@ from prompt_gym.agents.training_state import check_same_config, read_training_st
 from prompt_gym.callbacks import Callback, as_callback
 from prompt_gym.logging import Logger
 from prompt_gym.meta_prompts import has_chat_template
-from prompt_gym.models import shared_causal_lm
+from prompt_gym.models import padding_id, shared_causal_lm
 
 VALIDATION_STREAM = 7919
 """Second seed word of the generator behind :meth:`LLMPromptAgent.validation_contexts`."""
@@ -107,7 +107,7 @@ class LLMPromptAgent(SelectingAgent):
         self.tokenizer = tokenizer
         self.policy = LoRAPolicy(model, self.model_config)
         self.eos_id = tokenizer.eos_token_id
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.pad_id = padding_id(tokenizer)
         self.decoder = Decoder(self.policy, self.pad_id, config.temperature)
         self.rng = np.random.default_rng(config.seed)
         self.pool = PromptPool(config.pool_size)

@@ -17,7 +17,7 @@ import numpy as np
 
 from prompt_gym.data import Example
 from prompt_gym.metrics import check_metric, score_answer
-from prompt_gym.models import adapters_disabled
+from prompt_gym.models import adapters_disabled, padding_id
 from prompt_gym.scoring import ExampleScores, left_pad, render
 from prompt_gym.template import DEFAULT_TEMPLATE
 
@@ -95,7 +95,7 @@ class GenerationScorer(BaseGenerationScorer):
         self.template = template
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = padding_id(tokenizer)
 
     def generate_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> list[str]:
         """Return the target's answer (first line of its greedy continuation) for each pair."""

@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from prompt_gym.data import Example
-from prompt_gym.models import adapters_disabled
+from prompt_gym.models import adapters_disabled, padding_id
 from prompt_gym.template import DEFAULT_TEMPLATE
 
 
@@ -284,7 +284,7 @@ class LMScorer(BaseScorer):
         self.prefix_cache = prefix_cache
         self.cache = ScoreCache(cache_size) if cache_size else None
         self.verbalizer_ids = verbalizer_token_ids(tokenizer, self.verbalizer, template)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = padding_id(tokenizer)
         self.num_evaluations = 0
         self.cache_hits = 0
         self.num_forward_tokens = 0

@@ -1,4 +1,4 @@
-"""Packaging guardrails (see the design's layout section)."""
+"""Packaging guardrails: the setup.cfg layout (``agents/`` and ``envs/`` installed under ``prompt_gym``) stays importable."""
 
 import configparser
 import re

@@ -1,7 +1,7 @@
 """The StablePrompt agent: an LLM policy with LoRA, trained by APPO.
 
 APPO is PPO whose KL reference is an *anchor*: a frozen copy of the policy that moves only after
-validated progress (see ``docs/appo.md`` and the reference digest §2.2). Each update:
+validated progress (see ``docs/appo.md``, "The algorithm, as implemented"). Each update:
 
 1. collect ``batch_size`` episodes (prompts) with the current policy (on a single env, all written
    for one meta-prompt and judged on one reward batch: ``shared_meta_prompt``);

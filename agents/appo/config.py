@@ -5,7 +5,7 @@
 APPO's. Both are plain dataclasses that round-trip through :func:`dataclasses.asdict` (runs log them
 in ``results.json`` and checkpoints store them), and validate their fields in ``__post_init__``.
 The defaults are the settings measured to learn with the default 135M model on a CPU
-(``benchmarks/RESULTS.md``, "Learning"); the StablePrompt code's (trl 0.x PPO, reference digest §5)
+(``benchmarks/RESULTS.md``, "Learning"); the StablePrompt code's (trl 0.x PPO with its defaults, as ``docs/appo.md`` lists)
 are the preset ``"paper"`` (:data:`PRESETS`, :meth:`APPOConfig.from_preset`).
 """
 
