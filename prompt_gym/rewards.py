@@ -99,6 +99,10 @@ REWARD_FUNCTIONS: dict[str, RewardFunction] = {
 """The built-in rewards by name; every one takes ``(scores, gaps, **options)``."""
 
 
+GAP_REWARDS = frozenset({"margin"})
+"""Built-in rewards that need class gaps: :class:`PromptJudge` refuses them for a generation target."""
+
+
 def get_reward_function(name: str) -> RewardFunction:
     """Look up a built-in reward function by name.
 
@@ -152,7 +156,8 @@ class PromptJudge:
         TypeError: ``reward`` is neither a name nor a callable, or an option of a built-in reward
             is not a number.
         KeyError: Unknown reward name.
-        ValueError: An option the reward does not take, or an unknown ``normalize``.
+        ValueError: An option the reward does not take, an unknown ``normalize``, or a reward of
+            :data:`GAP_REWARDS` for a generation target.
     """
 
     def __init__(
@@ -177,6 +182,9 @@ class PromptJudge:
         if isinstance(reward, str):
             for key, value in self.reward_kwargs.items():
                 check_number(f"reward_kwargs[{key!r}]", value)
+        if reward in GAP_REWARDS and scorer.metric != "accuracy":
+            raise ValueError(f"The {reward!r} reward needs class gaps, which only classification targets give; this "
+                             f"task is scored by {scorer.metric!r}: use 'accuracy' or 'stableprompt'.")
         self.scorer = scorer
         self.normalize = normalize
 

@@ -142,6 +142,10 @@ def test_judge_explains_a_bad_reward():
         PromptJudge(scorer, lambda scores, gaps: (1.0, {})).judge(["p"], [BATCH])
     with pytest.raises(ValueError, match="needs class gaps"):
         PromptJudge(scorer, "margin").judge(["p"], [BATCH])
+    generation = _FixedScorer([1.0], None)
+    generation.metric = "exact_match"
+    with pytest.raises(ValueError, match="needs class gaps, which only classification targets give"):
+        PromptJudge(generation, "margin")  # refused when the env is made, not at its first episode
 
 
 def _doc_blocks():
