@@ -22,7 +22,7 @@ from prompt_gym.agents.registry import AGENTS
 from prompt_gym.checkpoint import save_json
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.runs.compare_cli import add_compare_parser
-from prompt_gym.runs.settings import DEFAULT_ENV, SETTINGS_FILE
+from prompt_gym.runs.settings import DEFAULT_AGENT, DEFAULT_ENV, SETTINGS_FILE
 from prompt_gym.runs.train import add_train_parser
 
 
@@ -72,7 +72,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train_agent(argv: Sequence[str]) -> str:
-    """The agent whose config flags ``train`` offers: ``--agent``'s, else the resumed run's, else ``appo``."""
+    """The agent whose config flags ``train`` offers: ``--agent``'s, else the resumed run's, else the default."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--agent")
     pre.add_argument("--resume")
@@ -85,10 +85,10 @@ def _train_agent(argv: Sequence[str]) -> str:
             return str(json.loads(saved.read_text(encoding="utf-8"))["agent"])
         except (ValueError, KeyError, TypeError):  # an unreadable run.json: --resume reports it
             pass
-    return "appo"
+    return DEFAULT_AGENT
 
 
-def build_parser(agent: str = "appo") -> argparse.ArgumentParser:
+def build_parser(agent: str = DEFAULT_AGENT) -> argparse.ArgumentParser:
     """Return the argument parser of the ``prompt-gym`` command (``train`` offers ``agent``'s config flags)."""
     parser = argparse.ArgumentParser(prog="prompt-gym", description="Prompt tuning as reinforcement learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,7 +118,7 @@ def build_parser(agent: str = "appo") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    agent = _train_agent(argv) if argv[:1] == ["train"] else "appo"
+    agent = _train_agent(argv) if argv[:1] == ["train"] else DEFAULT_AGENT
     if agent not in AGENTS:
         raise SystemExit(f"prompt-gym train: unknown agent {agent!r}; choose from {', '.join(AGENTS)}.")
     args = build_parser(agent).parse_args(argv)

@@ -18,6 +18,8 @@ from prompt_gym.checks import check_int, check_type
 SETTINGS_FILE = "run.json"
 DEFAULT_ENV = "PromptTune-SST2-v0"
 """The environment the commands run when given none."""
+DEFAULT_AGENT = "appo"
+"""The agent ``prompt-gym train`` runs when given none."""
 
 
 @dataclass
@@ -46,7 +48,7 @@ class RunSettings:
     env: str
     out: str
     updates: int | None = None
-    agent: str = "appo"
+    agent: str = DEFAULT_AGENT
     agent_model: str | None = None
     target_model: str | None = None
     num_envs: int = 1

@@ -34,7 +34,7 @@ from prompt_gym.runs.flags import add_config_flags, field_default, given
 from prompt_gym.runs.folders import check_run_folder, clean_failed_start, remove_outputs
 from prompt_gym.runs.pipeline import Run
 from prompt_gym.runs.plotting import plot_curves
-from prompt_gym.runs.settings import DEFAULT_ENV, SETTINGS_FILE, RunSettings, read_settings
+from prompt_gym.runs.settings import DEFAULT_AGENT, DEFAULT_ENV, SETTINGS_FILE, RunSettings, read_settings
 
 ENV_FLAGS = ("action_mode", "task", "max_prompt_tokens", "num_demos", "reward_batch_size", "test_split")
 """``train`` flags that are ``gym.make`` arguments (``RunSettings.env_kwargs``)."""
@@ -49,7 +49,7 @@ def _default(name: str) -> Any:
     return field_default(RunSettings.__dataclass_fields__[name])
 
 
-def add_train_parser(sub: argparse._SubParsersAction, agent: str = "appo") -> argparse.ArgumentParser:
+def add_train_parser(sub: argparse._SubParsersAction, agent: str = DEFAULT_AGENT) -> argparse.ArgumentParser:
     """Add ``train`` to the ``prompt-gym`` subcommands, with the config flags of ``agent``.
 
     Args:
@@ -63,7 +63,7 @@ def add_train_parser(sub: argparse._SubParsersAction, agent: str = "appo") -> ar
                     + f". The agent flags below are {agent!r}'s; `--agent NAME --help` lists another's.")
     run = train.add_argument_group("run")
     run.add_argument("--env", help=f"environment id (default {DEFAULT_ENV}; see `prompt-gym envs`)")
-    run.add_argument("--agent", default=None, choices=sorted(AGENTS), help=f"the agent (default {_default('agent')!r})")
+    run.add_argument("--agent", default=None, choices=sorted(AGENTS), help=f"the agent (default {DEFAULT_AGENT})")
     run.add_argument("--agent-model", help="agent model spec (default: the default model; a tiny random LM on the toy "
                                            "env)")
     run.add_argument("--target", "--target-model", dest="target_model",
@@ -108,7 +108,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     Raises:
         ValueError: A value the config refuses (its message names the field).
     """
-    spec = get_agent_spec(args.agent or _default("agent"))
+    spec = get_agent_spec(args.agent or DEFAULT_AGENT)
     options = given(args, args.config_dests)
     if args.preset is not None:
         options = PRESETS[args.preset] | options
@@ -117,7 +117,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
     """Build settings from ``prompt-gym train``'s parsed arguments (unset flags: the defaults of the dataclasses)."""
-    agent = args.agent or _default("agent")
+    agent = args.agent or DEFAULT_AGENT
     spec = get_agent_spec(agent)
     env_kwargs = {name: getattr(args, name) for name in ENV_FLAGS if getattr(args, name) is not None}
     env_kwargs.setdefault("action_mode", spec.action_mode)  # saved in run.json: a resumed run keeps its mode
