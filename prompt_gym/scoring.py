@@ -220,6 +220,14 @@ class ScoreCache:
         if len(self._entries) > self.max_size:
             self._entries.popitem(last=False)
 
+    def items(self) -> list[tuple[tuple[str, str], np.ndarray]]:
+        """Every ``(key, scores)``, least recently used first: :meth:`put` in this order rebuilds the cache exactly."""
+        return list(self._entries.items())
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+
 
 class LMScorer(BaseScorer):
     """Score prompts with a causal LM: next-token log-probs of the verbalizer words.
