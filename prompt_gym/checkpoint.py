@@ -19,6 +19,11 @@ Loading checks the manifest and raises :class:`CheckpointError` on any missing o
 ``checkpoints/`` folder, and when that checkpoint is missing or corrupt it falls back, with a
 warning, to the newest older checkpoint that verifies.
 
+Files that belong to the run rather than to the agent (the target's score cache and counters, see
+:mod:`prompt_gym.runs.target_state`) join every checkpoint saved inside :func:`extra_checkpoint_files`:
+they are written into the same staging folder before the manifest, so they are as atomic and as
+verified as the agent's own.
+
 Nothing here unpickles arbitrary objects: tensors are read with ``torch.load(weights_only=True)``
 or safetensors, everything else is JSON.
 """
@@ -33,7 +38,9 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,7 @@ LATEST = "latest"
 FORMAT_VERSION = 1
 STEP_NAME = re.compile(r"step-(\d{6,})")
 """A checkpoint folder's name: ``step-`` and the update count, zero-padded to at least 6 digits."""
+_EXTRA_WRITERS: ContextVar[tuple[Callable[[Path], None], ...]] = ContextVar("extra_checkpoint_writers", default=())
 
 
 class CheckpointError(RuntimeError):
@@ -58,13 +66,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def extra_checkpoint_files(write: Callable[[Path], None]) -> Iterator[None]:
+    """Within the block, every :func:`save_checkpoint` also calls ``write`` on its staging folder.
+
+    ``write`` runs after the agent's own files and before the manifest, so what it writes is part
+    of the atomic, verified checkpoint. The run pipeline uses it to save the target's state next to
+    the agent's, without the agents knowing about it.
+    """
+    token = _EXTRA_WRITERS.set((*_EXTRA_WRITERS.get(), write))
+    try:
+        yield
+    finally:
+        _EXTRA_WRITERS.reset(token)
+
+
 def save_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
     """Write a checkpoint atomically and point ``latest`` at it.
 
     Args:
         root: The checkpoints folder (created if needed).
         step: The update count; names the folder ``step-{step:06d}``.
-        write: Writes the checkpoint's files into the folder it is given.
+        write: Writes the checkpoint's files into the folder it is given (then the writers of any
+            enclosing :func:`extra_checkpoint_files` run).
         keep: How many complete checkpoints to keep, the one just written included (at least 1).
 
     Returns:
@@ -79,6 +103,8 @@ def save_checkpoint(root: str | Path, step: int, write: Callable[[Path], None], 
     staging = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}-", dir=root))
     try:
         write(staging)
+        for extra in _EXTRA_WRITERS.get():
+            extra(staging)
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {"format": FORMAT_VERSION, "step": step,
                     "files": {str(p.relative_to(staging)): _sha256(p) for p in files}}

@@ -5,6 +5,11 @@ Keys are namespaced like Stable-Baselines3's: ``rollout/reward``, ``rollout/accu
 ``anchor/rollbacks``, ``eval/val_accuracy``, ``time/target_evaluations``. The TensorBoard writer
 is used when ``tensorboard`` is installed (``pip install prompt-gym[tensorboard]``).
 
+A resumed run cuts ``log.jsonl`` back to its checkpoint (:func:`truncate_log`) and opens its
+TensorBoard writer with ``purge_step`` (the checkpoint's update + 1): the new events file starts with
+a marker that tells TensorBoard to drop the earlier files' events from that step on, so the updates
+replayed after a resume are not shown twice.
+
 ``log.jsonl`` survives a kill: a last line cut short by the kill (no newline, not valid JSON) is
 dropped with a warning when the log is read or reopened; a bad line anywhere else is an error
 that names the file and the line.
@@ -24,12 +29,12 @@ from prompt_gym.checkpoint import write_text_atomic
 LOG_FILE = "log.jsonl"
 
 
-def _tensorboard_writer(folder: Path) -> Any:
+def _tensorboard_writer(folder: Path, purge_step: int | None) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
         return None
-    return SummaryWriter(log_dir=str(folder))
+    return SummaryWriter(log_dir=str(folder), purge_step=purge_step)
 
 
 class Logger:
@@ -40,13 +45,16 @@ class Logger:
         stdout: Also print each dump as a small table.
         tensorboard: Write TensorBoard events when tensorboard is importable.
         stream: Where the table goes (default ``sys.stdout``).
+        purge_step: A resumed run's first new step: TensorBoard hides the events that earlier files
+            logged at this step or later (``None``: a fresh run, nothing to hide).
 
     Attributes:
         history: Every dumped record (``{"step": ..., key: value, ...}``), in order.
     """
 
     def __init__(
-        self, folder: str | Path | None = None, stdout: bool = False, tensorboard: bool = True, stream: TextIO | None = None
+        self, folder: str | Path | None = None, stdout: bool = False, tensorboard: bool = True,
+        stream: TextIO | None = None, purge_step: int | None = None,
     ) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.stdout = stdout
@@ -61,7 +69,7 @@ class Logger:
             if log_file.is_file():
                 write_log(log_file, read_log(log_file))  # drop a torn last line before appending
             self._jsonl = log_file.open("a", encoding="utf-8")
-            self._tb = _tensorboard_writer(self.folder) if tensorboard else None
+            self._tb = _tensorboard_writer(self.folder, purge_step) if tensorboard else None
 
     @property
     def has_tensorboard(self) -> bool:

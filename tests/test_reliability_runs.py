@@ -3,7 +3,9 @@
 Training runs use the toy env (its keyword rule target is deterministic) and a tiny Llama saved to
 a folder, as ``tests/agents/test_train_cli.py`` does. The kill tests run ``prompt-gym train`` in a
 subprocess that sends itself SIGKILL at a chosen point (after logging an update, or while hashing
-the files of a checkpoint), resume it, and compare with a run that was never interrupted.
+the files of a checkpoint), resume it, and compare with a run that was never interrupted; the same
+with a caching LM target (task ``toy-cached``), whose score cache must survive the kill, and for
+``prompt-gym compare``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,22 @@ ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", 
         "--device", "cpu", "--save-every", "1", "--seed", "3"]
 COUNTS = ("num_updates", "num_timesteps", "target_evaluations", "promotions", "rollbacks")
 
-KILLER = """
+CACHED_TASK = """
+import dataclasses
+import prompt_gym
+from prompt_gym.scoring import LMScorer
+from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
+
+def _caching_target(task, _tokenizer=build_byte_tokenizer()):
+    return LMScorer(build_tiny_lm(_tokenizer), _tokenizer, ("negative", "positive"))
+
+prompt_gym.register_task("toy-cached", dataclasses.replace(
+    prompt_gym.get_task("toy"), name="toy-cached", default_scorer=_caching_target), overwrite=True)
+"""
+"""Registers ``toy-cached``: the toy task with a tiny-LM target that has a score cache (here and in the killed process)."""
+exec(CACHED_TASK)
+
+KILLER = CACHED_TASK + """
 import os, signal, sys
 from prompt_gym import checkpoint, logging
 from prompt_gym.runs.cli import main
@@ -66,9 +83,9 @@ def resume(out: Path, updates: int, *extra: str) -> int:
     return main(["train", "--resume", str(out), "--updates", str(updates), *extra])
 
 
-def killed_run(model: str, out: Path, where: str, at: int, updates: int) -> None:
+def killed_run(model: str, out: Path, where: str, at: int, updates: int, *extra: str) -> None:
     command = [sys.executable, "-c", KILLER, where, str(at), *ARGS, "--agent-model", model,
-               "--updates", str(updates), "--out", str(out)]
+               "--updates", str(updates), "--out", str(out), *extra]
     process = subprocess.run(command, capture_output=True, text=True)
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
 
@@ -89,6 +106,14 @@ def straight(tmp_path_factory, tiny_model_dir_module):
     """A 4-update run that was never interrupted."""
     out = tmp_path_factory.mktemp("straight") / "run"
     assert train(tiny_model_dir_module, out, 4) == 0
+    return fingerprint(out)
+
+
+@pytest.fixture(scope="module")
+def straight_cached(tmp_path_factory, tiny_model_dir_module):
+    """A 4-update run with a caching LM target that was never interrupted."""
+    out = tmp_path_factory.mktemp("straight-cached") / "run"
+    assert train(tiny_model_dir_module, out, 4, "--task", "toy-cached") == 0
     return fingerprint(out)
 
 
@@ -116,6 +141,35 @@ def test_kill_9_then_resume_gives_identical_weights_and_counts(where, at, straig
     assert resume(out, 4) == 0
     assert not list((out / "checkpoints").glob(".step-*"))  # the kill's staging folder is gone
     assert fingerprint(out) == straight
+
+
+@pytest.mark.parametrize(("where", "at"), [("update", 3), ("checkpoint", 3)])
+def test_kill_9_then_resume_with_a_caching_target_gives_identical_counts(where, at, straight_cached,
+                                                                           tiny_model_dir_module, tmp_path):
+    """The score cache is in the checkpoint: pairs cached before the kill are neither paid nor rescored again."""
+    out = tmp_path / "run"
+    killed_run(tiny_model_dir_module, out, where, at, 4, "--task", "toy-cached")
+    checkpoint = out / "checkpoints" / f"step-{at - 1:06d}"
+    counts = json.loads((checkpoint / "target" / "counts.json").read_text())
+    assert counts["scorer"]["cache_hits"] > 0  # the run did repeat pairs: the cache mattered
+    assert json.loads((checkpoint / MANIFEST).read_text())["files"].keys() >= {
+        "target/counts.json", "target/score_cache.json", "target/score_cache.safetensors"}  # verified with the rest
+    assert resume(out, 4) == 0
+    assert fingerprint(out) == straight_cached  # evaluation counts, weights, score cache: all identical
+
+
+def test_resumed_tensorboard_shows_each_update_once(straight, tiny_model_dir_module, tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    out = tmp_path / "run"
+    killed_run(tiny_model_dir_module, out, "update", 3, updates=4)  # update 3 is in the events, not in a checkpoint
+    assert resume(out, 4) == 0
+    assert len(list(out.glob("events.out.tfevents.*"))) == 2
+    events = event_accumulator.EventAccumulator(str(out))
+    events.Reload()
+    shown = [(event.step, event.value) for event in events.Scalars("rollout/reward")]
+    logged = [(step, reward) for step, _, reward in straight["log"] if reward is not None]
+    assert [step for step, _ in shown] == [step for step, _ in logged] == [1, 2, 3, 4]  # 3 not twice
+    assert [value for _, value in shown] == pytest.approx([value for _, value in logged])
 
 
 def test_counts_survive_resume(straight, tiny_model_dir_module, tmp_path):

@@ -7,8 +7,9 @@ A :class:`Run` goes through four steps; the commands differ only in what they do
 2. :meth:`Run.load`: the agent LLM (a fresh copy: LLM agents add adapters in place), the target
    (the agent model with its adapters off, one copy of the weights, unless another is named) behind a
    :class:`~prompt_gym.budget.BudgetedScorer` that counts every evaluation, and the env;
-3. :meth:`Run.start`: the log (cut back to the checkpoint when resuming), the agent, the
-   checkpoint's weights and evaluation count;
+3. :meth:`Run.start`: the log and TensorBoard events (cut back to the checkpoint when resuming), the
+   agent, the checkpoint's weights and the target's state (evaluation counts and score cache,
+   :mod:`prompt_gym.runs.target_state`, saved in every checkpoint);
 4. :meth:`Run.execute`: ``learn`` (up to ``updates``, or until the budget less the selection reserve is
    spent), select a prompt on validation, score it and the manual and empty prompts on test.
    On a test-time editing env the policy instead writes one prompt per test input.
@@ -30,13 +31,14 @@ from prompt_gym.agents.base import Agent
 from prompt_gym.agents.registry import get_agent_spec
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted, NoProgress
 from prompt_gym.callbacks import Callback, CheckpointCallback
-from prompt_gym.checkpoint import checkpoint_step, latest_checkpoint, load_json, save_json
+from prompt_gym.checkpoint import checkpoint_step, extra_checkpoint_files, latest_checkpoint, load_json, save_json
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import LOG_FILE, Logger, logged_value, read_log, truncate_log
 from prompt_gym.models import DEFAULT_MODEL, load_causal_lm, resolve_device
 from prompt_gym.remote.runs import UsageLogCallback, run_target, target_usage
 from prompt_gym.runs.folders import TEST_TIME_PROMPTS_FILE
 from prompt_gym.runs.settings import RunSettings
+from prompt_gym.runs.target_state import load_target_state, save_target_state
 from prompt_gym.testing import build_tiny_lm
 from prompt_gym.tte import TTESampler, evaluate_tte
 
@@ -79,6 +81,7 @@ class Run:
                              f"{self.resumed_from} or more.")
         self.env: Any = None
         self.agent: Agent | None = None
+        self._free_streak = 0  # the budget's free streak at the checkpoint; execute() sets it after the limit
 
     def load(self) -> None:
         """Load the agent LLM (LLM agents), the target behind a counting :class:`BudgetedScorer`, and the env."""
@@ -107,13 +110,16 @@ class Run:
                     else gym.make_vec(settings.env, settings.num_envs, **shared))
 
     def start(self, log_folder: Path | None = None, tensorboard: bool = True, require_count: bool = False) -> None:
-        """Open the log, build the agent and, when resuming, load the checkpoint and its evaluation count.
+        """Open the log, build the agent and, when resuming, load the checkpoint and the target's state.
+
+        The target's counts and score cache come from the checkpoint; a checkpoint written before
+        they were saved there restores the evaluation count logged at its update instead.
 
         Args:
             log_folder: Where ``log.jsonl`` goes (default: the run folder).
-            tensorboard: Also write TensorBoard events.
-            require_count: Refuse to resume when the log lacks the checkpoint's evaluation count (a
-                budgeted run must not count from 0 again); otherwise warn and count from 0.
+            tensorboard: Also write TensorBoard events (a resumed run's hide the steps after its checkpoint).
+            require_count: Refuse to resume when neither the checkpoint nor the log has the evaluation
+                count (a budgeted run must not count from 0 again); otherwise warn and count from 0.
 
         Raises:
             RuntimeError: ``require_count`` and the count is missing.
@@ -124,14 +130,19 @@ class Run:
             records = []
         else:
             records = truncate_log(self.log_file, self.resumed_from)
-        self.logger = Logger(self.log_file.parent, tensorboard=tensorboard)
+        self.logger = Logger(self.log_file.parent, tensorboard=tensorboard,
+                             purge_step=None if self.resumed_from is None else self.resumed_from + 1)
         config, options = (None, self.settings.config) if self.spec.config is None else (self.settings.config, {})
         self.agent = self.spec.build(self.env, config, model=self.model, tokenizer=self.tokenizer,
                                      model_config=self.settings.model_config, model_spec=self.model_spec,
                                      logger=self.logger, **options)
         if self.checkpoint is not None:
             self.agent.load_checkpoint(self.checkpoint)
-            self._restore_evaluations(records, require_count)
+            counts = load_target_state(self.scorer, self.checkpoint)
+            if counts is None:  # a checkpoint written before the target's state was saved in it
+                self._restore_evaluations(records, require_count)
+            else:
+                self._free_streak = int(counts["free_streak"])
 
     def _restore_evaluations(self, records: list[dict[str, Any]], required: bool) -> None:
         """Set the evaluation count to the one logged at the checkpoint's update."""
@@ -172,11 +183,13 @@ class Run:
         saver = [CheckpointCallback(self.out / CHECKPOINTS, settings.save_every)] if agent.supports_checkpoints else []
         started = time.perf_counter()
         scorer.limit = None if budget is None else budget - reserve
+        scorer.free_streak = self._free_streak  # setting the limit restarted it; a resumed run continues it
         stopped_by = "updates" if settings.updates is not None else "steps"
         try:
-            agent.learn(total_timesteps=None if settings.updates is not None else UNLIMITED_STEPS,
-                        total_updates=settings.updates, progress_bar=progress_bar,
-                        callback=[*saver, UsageLogCallback(scorer), *(callbacks or [])])
+            with extra_checkpoint_files(lambda folder: save_target_state(scorer, folder)):
+                agent.learn(total_timesteps=None if settings.updates is not None else UNLIMITED_STEPS,
+                            total_updates=settings.updates, progress_bar=progress_bar,
+                            callback=[*saver, UsageLogCallback(scorer), *(callbacks or [])])
         except NoProgress as stop:  # free (cached) evaluations only: the run would never spend its budget
             stopped_by = "no_progress"
             warnings.warn(f"{settings.agent} seed {settings.seed}: {stop}", stacklevel=2)
