@@ -258,14 +258,27 @@ class APPOAgent(LLMPromptAgent):
         self.last_stats = self.log_record(stats)
 
     def _ppo_update(self, batch: list[Trajectory], fresh: int) -> dict[str, float]:
-        """PPO passes over ``batch``: its first ``fresh`` episodes were just played, the rest are replayed elites."""
+        """PPO passes over ``batch``: its first ``fresh`` episodes were just played, the rest are replayed elites.
+
+        When a minibatch is the whole batch (the default), the first epoch's forward pass also gives
+        the old log-probs (same weights, same rows, no dropout: the ratio is exactly 1 there), so the
+        policy runs one forward pass fewer per update; without a critic the policy's gradient norm is
+        read from the gradients the step computes anyway instead of from an extra backward pass.
+        """
         cfg, policy = self.config, self.policy
         contexts, actions = [t.context for t in batch], [t.actions for t in batch]
         device = policy.device
         # every pass runs in eval mode (no dropout): the ratio is exactly 1 for unchanged weights
         policy.eval()
+        first_pass = None
+        if self._first_pass_gives_old_logprobs(len(batch)):
+            first_pass = policy.sequence_logprobs(contexts, actions, self.pad_id, cfg.temperature, with_entropy=True)
         with torch.no_grad():
-            old_logprobs, old_values, mask = policy.sequence_logprobs(contexts, actions, self.pad_id, cfg.temperature)
+            if first_pass is None:
+                old_logprobs, old_values, mask = policy.sequence_logprobs(contexts, actions, self.pad_id,
+                                                                          cfg.temperature)
+            else:
+                old_logprobs, old_values, mask = first_pass[0].detach(), first_pass[1].detach(), first_pass[2]
             with policy.use_adapter(ANCHOR):
                 anchor_logprobs, _, _ = policy.sequence_logprobs(contexts, actions, self.pad_id, cfg.temperature)
             kl = L.kl_to_anchor(old_logprobs, anchor_logprobs) * mask
@@ -281,19 +294,26 @@ class APPOAgent(LLMPromptAgent):
         steps = 0
         for _ in range(cfg.ppo_epochs):
             for rows in torch.randperm(len(batch)).split(cfg.minibatch_size or len(batch)):
-                index = rows.tolist()
-                logprobs, values, mb_mask, entropy = policy.sequence_logprobs(
-                    [contexts[i] for i in index], [actions[i] for i in index], self.pad_id, cfg.temperature,
-                    with_entropy=True)
+                if first_pass is not None:  # the whole batch in its own order: the loss is a mean over rows
+                    index = list(range(len(batch)))
+                    logprobs, values, mb_mask, entropy = first_pass
+                    first_pass = None
+                else:
+                    index = rows.tolist()
+                    logprobs, values, mb_mask, entropy = policy.sequence_logprobs(
+                        [contexts[i] for i in index], [actions[i] for i in index], self.pad_id, cfg.temperature,
+                        with_entropy=True)
                 width = mb_mask.shape[1]
                 loss, step_stats, value_part = self._loss(
                     logprobs, values, old_logprobs[index, :width], old_values[index, :width],
                     advantages[index, :width], None if returns is None else returns[index, :width], mb_mask)
                 step_stats["entropy"] = float(masked_mean(entropy.detach(), mb_mask))
-                if steps == 0:
+                if steps == 0 and value_part is not None:
                     step_stats |= self._gradient_norms(loss, value_part)
                 self.optimizer.zero_grad()
                 loss.backward()
+                if steps == 0 and value_part is None:  # the loss is the policy loss: its gradient is in .grad
+                    step_stats["policy_grad_norm"] = self._adapter_grad_norm()
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
@@ -307,6 +327,10 @@ class APPOAgent(LLMPromptAgent):
         stats["anchor/kl"] = float(masked_mean(kl, mask))
         stats["train/kl_share"] = L.kl_share(scores, kl, mask, cfg.kl_coef)
         return stats
+
+    def _first_pass_gives_old_logprobs(self, batch_size: int) -> bool:
+        """Whether the first PPO minibatch is the whole batch, so its forward pass can give the old log-probs."""
+        return self.config.minibatch_size is None or self.config.minibatch_size >= batch_size
 
     def _loss(
         self, logprobs: torch.Tensor, values: torch.Tensor, old_logprobs: torch.Tensor, old_values: torch.Tensor,
@@ -323,17 +347,20 @@ class APPOAgent(LLMPromptAgent):
         loss = p_loss + value_part
         return loss, p_stats | v_stats | {"loss": float(loss.detach())}, value_part
 
-    def _gradient_norms(self, loss: torch.Tensor, value_part: torch.Tensor | None) -> dict[str, float]:
-        """Norms of the policy loss's and the (weighted) value loss's gradients on the LoRA adapter."""
+    def _gradient_norms(self, loss: torch.Tensor, value_part: torch.Tensor) -> dict[str, float]:
+        """Norms of the policy loss's and the (weighted) value loss's gradients on the LoRA adapter (critic only)."""
         adapter = self.policy.adapter_parameters(POLICY)
 
         def norm(part: torch.Tensor) -> float:
             grads = torch.autograd.grad(part, adapter, retain_graph=True, allow_unused=True)
             return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None) + 0.0))
 
-        if value_part is None:
-            return {"policy_grad_norm": norm(loss)}
         return {"policy_grad_norm": norm(loss - value_part), "value_grad_norm": norm(value_part)}
+
+    def _adapter_grad_norm(self) -> float:
+        """Norm of the gradient the last backward pass left on the policy's LoRA adapter."""
+        grads = [p.grad for p in self.policy.adapter_parameters(POLICY) if p.grad is not None]
+        return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads) + 0.0))
 
     # ------------------------------------------------------------------ anchor
     def anchor_check(self) -> dict[str, float]:

@@ -8,6 +8,8 @@ from prompt_gym.agents.appo import loss as L
 from prompt_gym.agents.appo.agent import APPOAgent
 from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
 from prompt_gym.agents.lora_policy import ANCHOR, POLICY
+from prompt_gym.testing import build_tiny_lm
+from prompt_gym.toy import WordTokenizer
 
 
 def capture_first_policy_loss(monkeypatch):
@@ -115,3 +117,25 @@ def test_shared_context_prefill_equals_separate_rows(make_agent):
     agent.decoder.feed(shared, [10, None, 11])  # rows go their own way after the shared start
     reference = agent.decoder.prefill([[*context, 10], [*context, 11]])
     torch.testing.assert_close(shared.logits[[0, 2]], reference.logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("advantage", ["batch", "critic"])
+def test_old_logprobs_from_the_first_pass_equal_a_separate_pass(env_factory, advantage):
+    """The default whole-batch update reuses its first forward pass for the old log-probs: same result."""
+    def trained(shortcut: bool):
+        tokenizer = WordTokenizer()
+        config = APPOConfig(seed=0, learning_rate=1e-2, batch_size=4, minibatch_size=None, elite_replay=2,
+                            advantage=advantage, anchor_check_interval=1000, anchor_samples=1, final_samples=1)
+        agent = APPOAgent(env_factory(), config, ModelConfig(lora_target_modules=["q_proj", "v_proj"]),
+                          model=build_tiny_lm(tokenizer), tokenizer=tokenizer)
+        if not shortcut:
+            agent._first_pass_gives_old_logprobs = lambda batch_size: False
+        agent.learn(total_updates=3)
+        weights = torch.cat([p.detach().flatten() for p in agent.policy.trainable_parameters()])
+        return weights, agent.logger.history[-1]
+
+    fast_weights, fast_stats = trained(shortcut=True)
+    plain_weights, plain_stats = trained(shortcut=False)
+    torch.testing.assert_close(fast_weights, plain_weights, rtol=1e-4, atol=1e-5)
+    for key in ("train/loss", "train/approx_kl", "train/policy_grad_norm", "train/entropy"):
+        assert fast_stats[key] == pytest.approx(plain_stats[key], rel=1e-3, abs=1e-6), key
