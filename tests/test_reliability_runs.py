@@ -303,3 +303,59 @@ def test_a_failed_compare_start_does_not_block_the_corrected_rerun(tmp_path):
     with pytest.raises(ValueError, match="other settings \\(agent_model differ"):  # now a run has finished
         run_comparison(CompareConfig("PromptTune-Toy-v0", ["random-search"], 60, [0], out, agent_model="x/y",
                                      env_kwargs=env_kwargs, agent_options=options), log=lambda line: None)
+
+
+COMPARE_KILLER = CACHED_TASK + """
+import os, signal, sys
+from prompt_gym import logging
+from prompt_gym.runs.cli import main
+
+agent, at = sys.argv[1], int(sys.argv[2])
+dump = logging.Logger.dump
+def dump_then_die(self, step):  # right after update `at` of `agent`'s run is logged, before its checkpoint
+    record = dump(self, step)
+    if step == at and f"/runs/{agent}/" in str(self.folder):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return record
+logging.Logger.dump = dump_then_die
+main(["compare", *sys.argv[3:]])
+"""
+
+
+def compare_args(out: Path) -> list[str]:
+    """A two-run comparison on the toy task with a caching LM target: PPO, then random search (which repeats prompts)."""
+    return ["--env", "PromptTune-Toy-v0", "--agents", "ppo,random-search", "--seeds", "0", "--budget", "200",
+            "--checkpoint-every", "1", "--out", str(out),
+            "--env-kwargs", json.dumps({"task": "toy-cached", "max_prompt_tokens": 3, "reward_batch_size": 2}),
+            "--agent-options", json.dumps({"random-search": {"final_samples": 1, "temperature": 0.05},
+                                           "ppo": {"learning_rate": 1e-3, "ppo_epochs": 1, "batch_size": 4,
+                                                   "anchor_samples": 1, "anchor_check_interval": 3}})]
+
+
+def compared(out: Path) -> dict:
+    """Each run's result.json, less what differs between a run and its exact resume (wall time, where it resumed)."""
+    results = {}
+    for path in sorted(out.glob("runs/*/seed-*/result.json")):
+        result = json.loads(path.read_text())
+        for key in ("wall_time_s", "resumed_from_update"):
+            result.pop(key)
+        results[path.parent.parent.name] = result
+    return results
+
+
+def test_kill_9_mid_comparison_then_the_same_command_finishes_it_identically(tmp_path, capsys):
+    straight = tmp_path / "straight"
+    assert main(["compare", *compare_args(straight)]) == 0
+    out = tmp_path / "killed"
+    process = subprocess.run([sys.executable, "-c", COMPARE_KILLER, "random-search", "10", *compare_args(out)],
+                             capture_output=True, text=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    assert (out / "runs" / "ppo" / "seed-0" / "result.json").is_file()
+    assert not (out / "runs" / "random-search" / "seed-0" / "result.json").exists()
+    capsys.readouterr()
+    assert main(["compare", *compare_args(out)]) == 0
+    assert "[skip] ppo seed 0" in capsys.readouterr().out
+    resumed = json.loads((out / "runs" / "random-search" / "seed-0" / "result.json").read_text())
+    assert resumed["resumed_from_update"] == 9
+    assert compared(out) == compared(straight)  # evaluations, updates, selected prompt and accuracies, curve
+    assert (out / "results.csv").read_text().splitlines()[0] == (straight / "results.csv").read_text().splitlines()[0]

@@ -167,11 +167,12 @@ class RemoteClient:
         import openai
 
         last: Exception | None = None
+        first = next(self._turn)  # round-robin over requests; a retry moves to the next replica from there
         for attempt in range(self.target.max_retries + 1):
             if attempt:
                 self.usage.add(retries=1)
                 self._sleep(_backoff(attempt, last))
-            client = self._clients[next(self._turn) % len(self._clients)]
+            client = self._clients[(first + attempt) % len(self._clients)]
             self._reserve()
             try:
                 prompt = prompts[0] if len(prompts) == 1 else list(prompts)  # some servers take only a string

@@ -25,12 +25,16 @@ Protocol (``prompt-gym compare`` and :func:`run_comparison`; each run is one
 5. **Resumable.** ``<out>/runs/<agent>/seed-<s>/result.json`` is written atomically when a run
    finishes, and a rerun skips finished runs. Agents with checkpoints (``supports_checkpoints``) save one
    every ``checkpoint_every`` updates and a rerun resumes from the newest one that verifies
-   (older ones are the fallback), with the evaluation count restored from the run's log. The
+   (older ones are the fallback), with the target's evaluation counts and score cache restored from
+   it, so a killed and rerun comparison counts and selects as an uninterrupted one.
+   A remote target keeps its usage counters in the run folder (``target_usage.json``), and
+   ``result.json`` reports them (``target_usage``). The
    output folder must be new, empty or an earlier comparison's; an earlier comparison whose start
    failed before any run finished or checkpointed may be rerun with corrected settings.
 
 Outputs: ``results.md`` and ``results.csv`` (mean and std of test accuracy over seeds, evaluations
-used, wall time, APPO promotions/rollbacks), ``runs.csv`` (one row per run) and
+used, wall time, APPO promotions/rollbacks; with a remote target, its requests, tokens, cache hits and
+errors), ``runs.csv`` (one row per run) and
 ``learning_curves.png`` (best validation accuracy so far against evaluations, mean and band
 over seeds), see :mod:`prompt_gym.runs.report`.
 """
@@ -236,9 +240,12 @@ def _settings(config: CompareConfig, agent: str, seed: int) -> RunSettings:
     """The run of ``agent`` with ``seed``: its config from the options, the seed's data split (``vary_data``)."""
     spec = get_agent_spec(agent)
     options = config.agent_options.get(agent, {})
+    env_kwargs = _env_kwargs(config, seed)
+    # a target given by name is the run's target: a remote one keeps its usage counters in the run folder
+    target = env_kwargs.pop("target") if isinstance(env_kwargs.get("target"), str) else None
     return RunSettings(
         env=config.env_id, out=str(run_dir(config.out, agent, seed)), agent=agent, agent_model=config.agent_model,
-        save_every=config.checkpoint_every, env_kwargs=_env_kwargs(config, seed),
+        target_model=target, save_every=config.checkpoint_every, env_kwargs=env_kwargs,
         config=spec.make_config(seed, **options) if spec.config is not None else options)
 
 
@@ -269,6 +276,7 @@ def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]
         "num_updates": results["num_updates"], "num_timesteps": results["num_timesteps"],
         "promotions": results["promotions"], "rollbacks": results["rollbacks"],
         "resumed_from_update": results["resumed_from_update"], "stopped_by": results["stopped_by"],
+        "target_usage": results["target_usage"],
         "curve": _curve(read_log(run.log_file), results["target_evaluations"], selected),
     }
     save_json(folder / "result.json", result)

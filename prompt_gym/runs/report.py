@@ -2,8 +2,9 @@
 
 * ``results.md`` / ``results.csv``: one row per agent, aggregated over seeds: test accuracy mean
   and (sample) std, validation accuracy of the selected prompt, evaluations used, wall time,
-  updates, and APPO's promotions/rollbacks (summed over seeds);
-* ``runs.csv``: one row per (agent, seed) with the selected prompt;
+  updates, and APPO's promotions/rollbacks (summed over seeds); with a remote target also its
+  requests, tokens, cache hits and errors (summed over seeds);
+* ``runs.csv``: one row per (agent, seed) with the selected prompt (and the remote target's counters);
 * ``learning_curves.png``: per agent, the best validation accuracy found so far against target
   evaluations, held constant between checks, averaged over seeds with a min-max band (drawn from
   where every seed has its first validation point).
@@ -20,6 +21,8 @@ import numpy as np
 
 RUN_COLUMNS = ("agent", "seed", "test_accuracy", "val_accuracy", "evaluations", "budget", "wall_time_s",
                "num_updates", "promotions", "rollbacks", "resumed_from_update", "prompt")
+USAGE_COUNTERS = ("requests", "tokens", "cache_hits", "errors")
+"""A remote target's counters reported per run (``target_<name>`` columns) and summed per agent."""
 
 
 def _group(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -49,8 +52,20 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "updates_mean": float(np.mean([r["num_updates"] for r in runs])),
             "promotions": int(sum(promotions)) if promotions else None,
             "rollbacks": int(sum(rollbacks)) if rollbacks else None,
-        })
+        } | _usage_sums(runs))
     return rows
+
+
+def _usage_sums(runs: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """``target_<counter>`` summed over the runs that used a remote target (nothing when none did)."""
+    usages = [r["target_usage"] for r in runs if r.get("target_usage")]
+    return {f"target_{name}": int(sum(u[name] for u in usages)) for name in USAGE_COUNTERS} if usages else {}
+
+
+def _run_row(result: dict[str, Any]) -> dict[str, Any]:
+    """One ``runs.csv`` row: the result with its remote target's counters as ``target_<counter>`` columns."""
+    usage = result.get("target_usage") or {}
+    return result | {f"target_{name}": usage.get(name) for name in USAGE_COUNTERS}
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], budget: int) -> str:
@@ -58,17 +73,20 @@ def markdown_table(rows: Sequence[dict[str, Any]], budget: int) -> str:
     def dash(value: Any) -> str:
         return "-" if value is None else str(value)
 
+    remote = any("target_requests" in row for row in rows)
     lines = [
         "| agent | seeds | test acc. (mean ± std) | val acc. of selected "
-        f"| evaluations used (mean / max of {budget}) | wall time (s, mean) | updates (mean) | promotions / rollbacks (sum) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| evaluations used (mean / max of {budget}) | wall time (s, mean) | updates (mean) | promotions / rollbacks (sum) |"
+        + (" target requests / tokens / cache hits / errors (sum) |" if remote else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if remote else ""),
     ]
     for row in rows:
+        usage = " / ".join(dash(row.get(f"target_{name}")) for name in USAGE_COUNTERS)
         lines.append(
             f"| {row['agent']} | {row['seeds']} | {row['test_mean']:.3f} ± {row['test_std']:.3f} | "
             f"{row['val_mean']:.3f} | {row['evaluations_mean']:.0f} / {row['evaluations_max']} | "
             f"{row['wall_time_s_mean']:.0f} | {row['updates_mean']:.1f} | "
-            f"{dash(row['promotions'])} / {dash(row['rollbacks'])} |")
+            f"{dash(row['promotions'])} / {dash(row['rollbacks'])} |" + (f" {usage} |" if remote else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -148,7 +166,10 @@ def write_report(results: Sequence[dict[str, Any]], out: Path, budget: int, titl
     note = ("Test accuracy of each run's prompt, selected on validation only; every run spends at most the "
             "budget of target-LLM evaluations (selection included, test excluded).\n\n")
     paths["markdown"].write_text(header + note + markdown_table(rows, budget), encoding="utf-8")
-    _write_csv(paths["csv"], rows, list(rows[0]) if rows else ["agent"])
-    _write_csv(paths["runs"], results, RUN_COLUMNS)
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or ["agent"]
+    _write_csv(paths["csv"], rows, columns)
+    remote = any(r.get("target_usage") for r in results)
+    _write_csv(paths["runs"], [_run_row(r) for r in results],
+               [*RUN_COLUMNS, *(f"target_{name}" for name in USAGE_COUNTERS if remote)])
     plot_learning_curves(results, paths["plot"], budget, title)
     return paths

@@ -5,6 +5,7 @@ The contract with real engines (vLLM, transformers serve) is in ``test_remote_se
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import subprocess
@@ -333,3 +334,25 @@ def test_importing_the_package_imports_neither_openai_nor_torch():
             "print('openai' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_compare_reports_the_remote_targets_usage_per_run(server, tmp_path):
+    from prompt_gym.runs.cli import main
+    from prompt_gym.runs.compare import run_dir
+
+    out = tmp_path / "cmp"
+    spec = f"openai:{server.base_url}#fake?cache={tmp_path / 'cache.sqlite'}"
+    assert main(["compare", "--env", "PromptTune-Toy-v0", "--agents", "manual,random-search", "--seeds", "0",
+                 "--budget", "60", "--out", str(out), "--target", spec, "--checkpoint-every", "1",
+                 "--env-kwargs", '{"max_prompt_tokens": 3, "reward_batch_size": 2}',
+                 "--agent-options", '{"random-search": {"final_samples": 1}}']) == 0
+    for agent in ("manual", "random-search"):
+        folder = run_dir(out, agent, 0)
+        usage = json.loads((folder / "result.json").read_text())["target_usage"]
+        assert usage["requests"] > 0 and usage["tokens"] > 0 and usage["errors"] == 0
+        assert usage == json.loads((folder / "target_usage.json").read_text())  # kept in the run folder
+    runs = list(csv.DictReader((out / "runs.csv").open()))
+    assert all(int(row["target_requests"]) > 0 for row in runs)
+    summary = list(csv.DictReader((out / "results.csv").open()))
+    assert {"target_requests", "target_tokens", "target_cache_hits", "target_errors"} <= set(summary[0])
+    assert "target requests / tokens / cache hits / errors" in (out / "results.md").read_text()
