@@ -1,4 +1,4 @@
-"""The policy's own accuracy over training, per agent and seed, from a ``prompt-gym compare`` folder.
+"""The policy's own accuracy over training, per agent and seed, from ``prompt-gym compare`` folders.
 
 Every learning agent measures its policy at update 0 and every few updates: it samples prompts from
 fixed validation meta-prompts and scores each on the whole validation split (``eval/policy_accuracy``).
@@ -7,6 +7,7 @@ update 0, the mean of the last three, the change, the best) and draws one figure
 agent against target-LLM evaluations.
 
     python benchmarks/policy_curves.py runs/learn-sst2 --out benchmarks/figures/learn_sst2_policy.png
+    python benchmarks/policy_curves.py runs/learn-sst2-elite runs/learn-sst2-ppo    # agents of both, one figure
 """
 
 from __future__ import annotations
@@ -77,18 +78,23 @@ def plot(curves: dict[str, dict[int, list[tuple[int, float, float]]]], path: Pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a prompt-gym compare output folder")
-    parser.add_argument("--out", type=Path, help="PNG to write (default: <folder>/policy_curves.png)")
+    parser.add_argument("folders", type=Path, nargs="+", help="prompt-gym compare output folders (same env and budget)")
+    parser.add_argument("--out", type=Path, help="PNG to write (default: <first folder>/policy_curves.png)")
     args = parser.parse_args()
-    curves = read_curves(args.folder)
+    curves: dict[str, dict[int, list[tuple[int, float, float]]]] = {}
+    for folder in args.folders:
+        for agent, seeds in read_curves(folder).items():
+            if agent in curves:
+                raise SystemExit(f"Agent {agent!r} appears in more than one folder; give each agent's runs once.")
+            curves[agent] = seeds
     if not curves:
-        raise SystemExit(f"No run in {args.folder} has logged {KEY} yet.")
+        raise SystemExit(f"No run in {', '.join(map(str, args.folders))} has logged {KEY} yet.")
     print("| agent | seed | update 0 | last three checks (updates) | change | best check | evaluations |")
     print("|---|---|---|---|---|---|---|")
     for row in summary_rows(curves):
         print(f"| {row['agent']} | {row['seed']} | {row['first']:.3f} | {row['late']:.3f} ({row['late_updates']}) | "
               f"{row['change']:+.3f} | {row['best']:.3f} | {row['evaluations']:.0f} |")
-    print(plot(curves, args.out or args.folder / "policy_curves.png"))
+    print(plot(curves, args.out or args.folders[0] / "policy_curves.png"))
 
 
 if __name__ == "__main__":
