@@ -14,13 +14,17 @@ import pytest
 from prompt_gym.agents.base import Agent
 from prompt_gym.agents.configs import ModelConfig
 from prompt_gym.agents.registry import AGENTS, make_agent, register_agent
+from prompt_gym.budget import BudgetedScorer
 from prompt_gym.callbacks import as_callback
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
 from prompt_gym.runs.cli import build_parser, main
 from prompt_gym.runs.compare import CompareConfig, run_comparison
 from prompt_gym.runs.flags import field_default, flag_name
+from prompt_gym.runs.target_state import load_target_state, save_target_state
 from prompt_gym.runs.train import AGENT_SKIP
+from prompt_gym.scoring import LMScorer
+from prompt_gym.testing import build_byte_tokenizer, build_tiny_lm
 
 TOY = "PromptTune-Toy-v0"
 
@@ -160,3 +164,24 @@ def test_a_registered_agent_runs_through_train_with_its_config_as_flags(echo_age
     assert "test accuracy  learned" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # APPO's flags are not the echo agent's
         main(["train", "--agent", "echo", "--env", TOY, "--updates", "1", "--lr", "0.1", "--out", str(tmp_path / "x")])
+
+
+def test_the_target_state_round_trips_counts_and_the_score_cache_in_lru_order(tmp_path):
+    tokenizer = build_byte_tokenizer()
+    model = build_tiny_lm(tokenizer)
+    saved = BudgetedScorer(LMScorer(model, tokenizer, ("negative", "positive"), cache_size=3), limit=100)
+    saved.score_pairs(["a", "b", "a", "c"], ["x", "x", "x", "y"])  # "a x" repeated: a cache hit
+    saved.score_pairs(["b"], ["x"])  # "b x" becomes the most recently used
+    save_target_state(saved, tmp_path)
+    restored = BudgetedScorer(LMScorer(model, tokenizer, ("negative", "positive"), cache_size=3), limit=100)
+    counts = load_target_state(restored, tmp_path)
+    assert counts["free_streak"] == saved.free_streak == 1
+    assert (restored.num_evaluations, restored.num_requested) == (saved.num_evaluations, saved.num_requested) == (3, 5)
+    assert restored.scorer.cache_hits == saved.scorer.cache_hits == 2
+    assert [key for key, _ in restored.scorer.cache.items()] == [("a", "x"), ("c", "y"), ("b", "x")]
+    for (_, mine), (_, theirs) in zip(restored.scorer.cache.items(), saved.scorer.cache.items(), strict=True):
+        assert mine.tobytes() == theirs.tobytes()  # float32, bit for bit
+    three_classes = BudgetedScorer(LMScorer(model, tokenizer, ("negative", "positive", "neutral")))
+    with pytest.raises(ValueError, match="another target"):
+        load_target_state(three_classes, tmp_path)
+    assert load_target_state(restored, tmp_path / "elsewhere") is None  # an older checkpoint: nothing to restore
