@@ -68,9 +68,31 @@ def test_prefix_cache_reads_base_weights_under_adapters(fresh_tiny_lm):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_prefix_cache_is_opt_in(tiny_lm):
+def test_prefix_cache_is_on_by_default(tiny_lm):
     model, tokenizer = tiny_lm
-    assert not LMScorer(model, tokenizer, VERBALIZER).prefix_cache  # not faster on CPU at 16 rows per prompt
+    assert LMScorer(model, tokenizer, VERBALIZER).prefix_cache
+
+
+def test_prefixes_run_in_one_pass_and_suffixes_mix_prompts(tiny_lm):
+    """3 prompts x 5 inputs at batch 64: one forward pass for the prefixes, one for all 15 suffixes."""
+    model, tokenizer = tiny_lm
+    scorer = LMScorer(model, tokenizer, VERBALIZER, batch_size=64, cache_size=0)
+    calls = _count_forwards(model)
+    scorer.score(PROMPTS, INPUTS)
+    assert len(calls) == 2
+    calls.clear()
+    LMScorer(model, tokenizer, VERBALIZER, batch_size=4, cache_size=0).score(PROMPTS, INPUTS)
+    assert len(calls) == 1 + 4  # the 3 prefixes fit one block of 4; 15 suffixes make 4 chunks
+
+
+def test_rows_sharing_no_prefix_take_the_plain_path(tiny_lm):
+    model, tokenizer = tiny_lm
+    template = "{input}\n{prompt}\nOutput:"  # rows of one prompt start with their (different) inputs
+    plain = LMScorer(model, tokenizer, VERBALIZER, template, prefix_cache=False, cache_size=0)
+    fast = LMScorer(model, tokenizer, VERBALIZER, template, cache_size=0)
+    inputs = ["good", "bad movie", "ok"]
+    np.testing.assert_allclose(fast.score(PROMPTS, inputs), plain.score(PROMPTS, inputs), atol=1e-4)
+    assert fast.num_forward_tokens == plain.num_forward_tokens
 
 
 def test_cache_hits_do_not_call_the_model(tiny_lm):
