@@ -195,6 +195,7 @@ class PromptTuneEnv(gym.Env):
             self.action_space = spaces.Text(max_length=8 * max_prompt_tokens, min_length=0, charset=PROMPT_CHARSET)
         self._episode: Episode | None = None
         self._done = False
+        self._warned: set[str] = set()
 
     def _make_sampler(self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int) -> EpisodeSampler:
         """Build the episode sampler (subclasses change what an episode shows and scores)."""
@@ -257,11 +258,9 @@ class PromptTuneEnv(gym.Env):
             action, ids = self._without_special_tokens(action, ids)
             truncated_prompt = len(ids) > self.max_prompt_tokens
             if truncated_prompt:
-                warnings.warn(
-                    f"The prompt has {len(ids)} tokens; it was cut to max_prompt_tokens={self.max_prompt_tokens} "
-                    "(info['prompt_truncated'] is True).",
-                    stacklevel=3,
-                )
+                self._warn_once("truncated", f"A prompt had {len(ids)} tokens; it was cut to max_prompt_tokens="
+                                f"{self.max_prompt_tokens}. info['prompt_truncated'] flags every cut prompt; this "
+                                "env says so only once.")
                 action = self.tokenizer.decode(ids[: self.max_prompt_tokens], skip_special_tokens=True)
             episode.prompt_ids = ids[: self.max_prompt_tokens]
             finished = True
@@ -296,9 +295,15 @@ class PromptTuneEnv(gym.Env):
         if not special.intersection(ids):
             return text, ids
         kept = [token for token in ids if token not in special]
-        warnings.warn("The prompt contains special tokens (such as the EOS or chat-template markers); they were "
-                      "removed, as in token mode, so the target reads plain text.", stacklevel=4)
+        self._warn_once("special tokens", "A prompt contained special tokens (such as the EOS or chat-template markers); they are "
+                        "removed, as in token mode, so the target reads plain text. This env says so only once.")
         return self.tokenizer.decode(kept, skip_special_tokens=True), kept
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        """Warn with ``message`` the first time this env meets ``kind`` of prompt, not at every episode."""
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, stacklevel=4)
 
     def render(self) -> str | None:
         """Return the meta-prompt and the prompt so far as text (``render_mode="ansi"``)."""

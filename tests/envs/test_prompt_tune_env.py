@@ -1,3 +1,5 @@
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -81,6 +83,11 @@ def test_text_mode_and_truncation():
     with pytest.warns(UserWarning, match="cut to max_prompt_tokens=12"):
         _, _, _, _, info = env.step("word " * 20)
     assert info["prompt_truncated"] and info["prompt"] == " ".join(["word"] * 12)
+    env.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the env said it once; every later cut prompt is flagged in info only
+        _, _, _, _, info = env.step("word " * 30)
+    assert info["prompt_truncated"]
 
 
 def test_bad_actions_and_arguments():
