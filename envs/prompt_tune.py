@@ -72,7 +72,7 @@ class PromptTuneEnv(gym.Env):
     2. text mode: after the single step.
 
     The env never truncates. A text-mode prompt longer than ``max_prompt_tokens`` tokens is cut to
-    that length and flagged with ``info["prompt_truncated"] = True``.
+    that length and flagged with ``info["prompt_truncated"] = True`` (the env also warns, once).
 
     ## Info
 
