@@ -75,8 +75,12 @@ def check_same_config(agent: Any, meta: dict[str, Any], folder: Path) -> None:
     saved = meta["config"] | meta["model_config"]
     current = asdict(agent.config) | asdict(agent.model_config)
     if meta["config"] != asdict(agent.config) or meta["model_config"] != asdict(agent.model_config):
-        diff = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+        missing = object()
+        diff = sorted(k for k in saved.keys() | current.keys() if saved.get(k, missing) != current.get(k, missing))
+        unknown = sorted(current.keys() - saved.keys())
+        older = (f"; it predates the fields {unknown}, so a run this old cannot be resumed by this version"
+                 if unknown else "")
         raise ckpt.CheckpointError(
-            f"Checkpoint {folder} was written with a different configuration (fields {diff}); resume with the "
-            "settings of the original run, or start a new run."
+            f"Checkpoint {folder} was written with a different configuration (fields {diff}){older}; resume with "
+            "the settings of the original run, or start a new run."
         )

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -111,3 +112,17 @@ def test_wall_time_is_logged_and_survives_resume(env_factory, tmp_path):
     assert resumed.elapsed() >= times[-1]  # the clock goes on from the checkpoint's time
     resumed.learn(total_updates=3, progress_bar=False)
     assert resumed.logger.history[-1]["time/wall_s"] >= times[-1]
+
+
+def test_a_checkpoint_older_than_a_config_field_is_refused_naming_the_field(tmp_path):
+    from types import SimpleNamespace
+
+    from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+    from prompt_gym.agents.training_state import check_same_config
+
+    agent = SimpleNamespace(config=APPOConfig(), model_config=ModelConfig())
+    saved = {"config": dataclasses.asdict(agent.config), "model_config": dataclasses.asdict(agent.model_config)}
+    check_same_config(agent, saved, tmp_path)  # the same settings pass
+    del saved["config"]["shared_meta_prompt"]  # a field whose default is None, written before it existed
+    with pytest.raises(CheckpointError, match=r"fields \['shared_meta_prompt'\].*predates the fields"):
+        check_same_config(agent, saved, tmp_path)
