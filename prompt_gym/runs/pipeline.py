@@ -210,7 +210,8 @@ class Run:
             "promotions": agent.promotions, "rollbacks": agent.rollbacks,
             "target_evaluations": evaluations, "target_usage": target_usage(scorer), "budget": budget,
             "selection_reserve": reserve, "stopped_by": stopped_by, "resumed_from_update": self.resumed_from,
-            "wall_time_s": round(time.perf_counter() - started, 1),
+            # this process's time plus the training time a resumed run had before its checkpoint
+            "wall_time_s": round(agent.wall_time_s + time.perf_counter() - started, 1),
             "selected_on": None if tte else "validation", "selected": chosen,
             "policy_accuracy": policy_accuracy_trend(read_log(self.log_file)),
             "test": {name: test[name] for name in ("learned", "manual", "empty")},

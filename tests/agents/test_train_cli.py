@@ -4,6 +4,7 @@ import pytest
 
 import prompt_gym
 from prompt_gym.agents.appo.config import PRESETS, APPOConfig
+from prompt_gym.agents.base import Agent
 from prompt_gym.checkpoint import CheckpointError
 from prompt_gym.runs.cli import build_parser, main
 from prompt_gym.runs.settings import RunSettings
@@ -96,7 +97,7 @@ def test_appo_config_refuses_non_finite_numbers_and_non_integer_counts(bad):
         APPOConfig(**bad)
 
 
-def test_train_runs_pg_group_and_resumes_it(tmp_path):
+def test_train_runs_pg_group_and_resumes_it(tmp_path, monkeypatch):
     out = tmp_path / "pg"
     pg = ["--agent", "pg-group", "--env", "PromptTune-Toy-v0", "--group-size", "2", "--lr", "1e-2",
           "--eval-interval", "1", "--final-samples", "1", "--max-prompt-tokens", "3", "--num-demos", "1",
@@ -106,9 +107,22 @@ def test_train_runs_pg_group_and_resumes_it(tmp_path):
     assert (results["agent"], results["num_updates"], results["selected_on"]) == ("pg-group", 2, "validation")
     assert results["settings"]["config"]["group_size"] == 2 and results["settings"]["env_kwargs"]["action_mode"] == "text"
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-000001", "step-000002"]
+    restored = json.loads((out / "checkpoints" / "step-000002" / "clock.json").read_text())["wall_time_s"]
+    clocks = []
+    start_clock = Agent.start_clock
+
+    def start_clock_spy(agent):
+        start_clock(agent)
+        clocks.append(agent.wall_time_s)
+        agent.wall_time_s += 1000.0  # as if the updates before the checkpoint had taken 1000 s more
+
+    monkeypatch.setattr(Agent, "start_clock", start_clock_spy)
     assert main(["train", "--resume", str(out), "--updates", "3"]) == 0  # the agent comes from run.json
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 3
-    assert json.loads((out / "results.json").read_text())["resumed_from_update"] == 2
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["resumed_from_update"] == 2
+    assert clocks == [pytest.approx(restored, abs=0.05)]  # the resumed agent starts from the checkpoint's clock
+    assert resumed["wall_time_s"] >= 1000.0  # and results.json counts the time before the checkpoint
     with pytest.raises(SystemExit, match="--group-size 3 .*config.group_size"):
         main(["train", "--resume", str(out), "--updates", "4", "--group-size", "3"])
