@@ -11,12 +11,14 @@ with a caching LM target (task ``toy-cached``), whose score cache must survive t
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from prompt_gym.agents.training_state import CLOCK_FILE
 from prompt_gym.checkpoint import MANIFEST, CheckpointError
@@ -86,7 +88,10 @@ def resume(out: Path, updates: int, *extra: str) -> int:
 def killed_run(model: str, out: Path, where: str, at: int, updates: int, *extra: str) -> None:
     command = [sys.executable, "-c", KILLER, where, str(at), *ARGS, "--agent-model", model,
                "--updates", str(updates), "--out", str(out), *extra]
-    process = subprocess.run(command, capture_output=True, text=True)
+    # the same torch threads as this process, which runs the straight and the resumed parts: float sums
+    # split over another number of threads differ in the last bits
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.run(command, capture_output=True, text=True, env=os.environ | threads)
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
 
 
