@@ -16,9 +16,12 @@ scored on the 32 validation sentences) and a checkpoint after every update.
   log-probs from full forward passes over batches of 4 with full-vocabulary logits; the target scores
   one prompt at a time in batches of 4 sentences with full logits at every position; no caches.
 
-The script warms each loop up with one update, times ``--updates`` more (so one anchor check falls in
-the window at the default 5), and prints seconds per phase and their share, updates per hour of both,
-and the ratio. ``--png`` draws the profile as stacked bars.
+The script warms each loop up with one update, then times ``--updates`` more of each, alternating
+the two loops update by update so that a change in the machine's load hits both alike (one anchor
+check falls in the window at the default 5). Each phase is timed in process CPU seconds (one torch
+thread: what the loop costs on a core of its own, whatever else runs) and in wall seconds. It prints
+both per phase, updates per hour of both loops, and the ratios. ``--png`` draws the CPU profile as
+stacked bars.
 
 Usage:
     PROMPT_GYM_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_update.py \\
@@ -59,10 +62,11 @@ WHOLE = {"anchor check", "checkpoint"}
 
 
 class Profile:
-    """Exclusive wall time per phase: time inside a nested phase counts only for the inner one."""
+    """Exclusive time per phase, CPU and wall: time inside a nested phase counts only for the inner one."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+        self.seconds: dict[str, float] = defaultdict(float)  # process CPU seconds
+        self.wall: dict[str, float] = defaultdict(float)
         self._open: list[str] = []
 
     @contextmanager
@@ -71,16 +75,23 @@ class Profile:
         if self._open and self._open[-1] in WHOLE:
             yield
             return
-        start = time.perf_counter()
+        start, start_wall = time.process_time(), time.perf_counter()
         self._open.append(name)
         try:
             yield
         finally:
             self._open.pop()
-            elapsed = time.perf_counter() - start
+            elapsed, elapsed_wall = time.process_time() - start, time.perf_counter() - start_wall
             self.seconds[name] += elapsed
+            self.wall[name] += elapsed_wall
             if self._open:
                 self.seconds[self._open[-1]] -= elapsed
+                self.wall[self._open[-1]] -= elapsed_wall
+
+    def reset(self) -> None:
+        """Forget what was timed so far (after the warm-up)."""
+        self.seconds.clear()
+        self.wall.clear()
 
     def wrap(self, owner: Any, method: str, name: str | Callable[[], str]) -> None:
         """Replace ``owner.method`` (on the instance) by a version timed as ``name`` (or ``name()``)."""
@@ -97,25 +108,26 @@ def _logprob_phase() -> str:
     return PHASES[3] if torch.is_grad_enabled() else PHASES[2]
 
 
-def ours(updates: int, seed: int, folder: Path) -> Profile:
-    """Time ``updates`` updates of our APPO loop after one warm-up update."""
-    model, tokenizer = load_causal_lm(DEFAULT_MODEL)
-    env = gym.make(ENV_ID, action_mode="text", tokenizer=tokenizer, target=(model, tokenizer), **ENV_KWARGS)
-    agent = make_agent("appo", env, seed=seed, model=model, tokenizer=tokenizer, **APPO_OPTIONS)
-    agent.learn(total_updates=1)  # warm-up (and the start measurement at update 0)
-    agent.save_checkpoint(folder)
-    profile = Profile()
-    profile.wrap(agent.decoder, "generate", PHASES[0])
-    profile.wrap(env.unwrapped.judge.scorer, "score_examples", PHASES[1])
-    profile.wrap(agent.policy, "sequence_logprobs", _logprob_phase)
-    profile.wrap(agent, "_ppo_update", PHASES[3])
-    profile.wrap(agent, "anchor_check", PHASES[4])
-    profile.wrap(agent, "save_checkpoint", PHASES[5])
-    for _ in range(updates):
+class OurLoop:
+    """Our APPO agent, as ``prompt-gym compare`` runs it, with its phases timed into ``profile``."""
+
+    def __init__(self, seed: int, profile: Profile) -> None:
+        model, tokenizer = load_causal_lm(DEFAULT_MODEL)
+        env = gym.make(ENV_ID, action_mode="text", tokenizer=tokenizer, target=(model, tokenizer), **ENV_KWARGS)
+        self.agent = make_agent("appo", env, seed=seed, model=model, tokenizer=tokenizer, **APPO_OPTIONS)
+        self.agent.learn(total_updates=0)  # the start measurement at update 0, outside the timed updates
+        profile.wrap(self.agent.decoder, "generate", PHASES[0])
+        profile.wrap(env.unwrapped.judge.scorer, "score_examples", PHASES[1])
+        profile.wrap(self.agent.policy, "sequence_logprobs", _logprob_phase)
+        profile.wrap(self.agent, "_ppo_update", PHASES[3])
+        profile.wrap(self.agent, "anchor_check", PHASES[4])
+        profile.wrap(self.agent, "save_checkpoint", PHASES[5])
+
+    def update(self, profile: Profile, folder: Path) -> None:
+        """One update and its checkpoint (``compare`` checkpoints after every update)."""
         with profile.phase(PHASES[6]):
-            agent.learn(total_updates=agent.num_updates + 1)
-            agent.save_checkpoint(folder)
-    return profile
+            self.agent.learn(total_updates=self.agent.num_updates + 1)
+            self.agent.save_checkpoint(folder)
 
 
 class ReferenceLoop:
@@ -185,6 +197,10 @@ class ReferenceLoop:
 
     def update(self, profile: Profile, folder: Path) -> None:
         """One update with its phases timed into ``profile``."""
+        with profile.phase(PHASES[6]):
+            self._update(profile, folder)
+
+    def _update(self, profile: Profile, folder: Path) -> None:
         with profile.phase(PHASES[0]):
             responses = self.write(self.policy, APPO_OPTIONS["batch_size"])
         prompts = [self.tokenizer.decode(r, skip_special_tokens=True) for r in responses]
@@ -223,32 +239,22 @@ class ReferenceLoop:
                        folder / "state.pt")
 
 
-def reference(updates: int, seed: int, folder: Path) -> Profile:
-    """Time ``updates`` updates of the reference loop after one warm-up update."""
-    loop = ReferenceLoop(seed)
-    loop.update(Profile(), folder)
-    profile = Profile()
-    for _ in range(updates):
-        with profile.phase(PHASES[6]):
-            loop.update(profile, folder)
-    return profile
-
-
-def report(profiles: dict[str, Profile], updates: int) -> dict[str, float]:
-    """Print the per-phase table and the updates per hour; return seconds per update of each loop."""
-    per_update = {name: sum(p.seconds.values()) / updates for name, p in profiles.items()}
-    print("| phase | " + " | ".join(f"{name}: s/update | share" for name in profiles) + " |")
-    print("|---|" + "---|---|" * len(profiles))
+def report(profiles: dict[str, Profile], updates: int) -> None:
+    """Print the per-phase table (CPU and wall seconds per update), updates per hour and the ratios."""
+    cpu = {name: sum(p.seconds.values()) / updates for name, p in profiles.items()}
+    wall = {name: sum(p.wall.values()) / updates for name, p in profiles.items()}
+    print("| phase | " + " | ".join(f"{name}: CPU s/update | share | wall s/update" for name in profiles) + " |")
+    print("|---|" + "---|---|---|" * len(profiles))
     for phase in PHASES:
-        cells = [f"{p.seconds[phase] / updates:.2f} | {p.seconds[phase] / updates / per_update[n]:.0%}"
-                 for n, p in profiles.items()]
+        cells = [f"{p.seconds[phase] / updates:.2f} | {p.seconds[phase] / updates / cpu[n]:.0%} | "
+                 f"{p.wall[phase] / updates:.2f}" for n, p in profiles.items()]
         print(f"| {phase} | " + " | ".join(cells) + " |")
-    print("| **whole update** | " + " | ".join(f"**{per_update[n]:.2f}** | 100%" for n in profiles) + " |")
-    for name, seconds in per_update.items():
-        print(f"{name}: {3600 / seconds:.0f} updates per hour")
-    if {"ours", "reference"} <= set(per_update):
-        print(f"ratio (ours / reference, updates per hour): {per_update['reference'] / per_update['ours']:.2f}x")
-    return per_update
+    print("| **whole update** | " + " | ".join(f"**{cpu[n]:.2f}** | 100% | **{wall[n]:.2f}**" for n in profiles) + " |")
+    for name in profiles:
+        print(f"{name}: {3600 / cpu[name]:.0f} updates per CPU hour, {3600 / wall[name]:.0f} per wall hour")
+    if len(profiles) == 2:
+        print(f"ratio (ours / reference, updates per hour): {cpu['reference'] / cpu['ours']:.2f}x in CPU time, "
+              f"{wall['reference'] / wall['ours']:.2f}x in wall time")
 
 
 def plot(profiles: dict[str, Profile], updates: int, path: Path) -> None:
@@ -258,14 +264,14 @@ def plot(profiles: dict[str, Profile], updates: int, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     names = list(profiles)
     bottoms = [0.0] * len(names)
     for phase in PHASES:
         heights = [profiles[n].seconds[phase] / updates for n in names]
         ax.bar(names, heights, bottom=bottoms, label=phase)
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-    ax.set_ylabel("seconds per update")
+    ax.set_ylabel("CPU seconds per update (1 thread)")
     ax.set_title("One APPO update at the learn_sst2 settings, by phase")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
@@ -278,18 +284,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=5, help="timed updates per loop (after one warm-up)")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--only", choices=("ours", "reference"), help="time one loop only")
     parser.add_argument("--png", type=Path, help="draw the profile here")
     args = parser.parse_args()
     print(f"# {machine()}")
-    profiles = {}
+    profiles = {"ours": Profile(), "reference": Profile()}
+    loops = {"ours": OurLoop(args.seed, profiles["ours"]), "reference": ReferenceLoop(args.seed)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, loop in (("ours", ours), ("reference", reference)):
-            if args.only in (None, name):
-                folder = Path(tmp) / name
-                folder.mkdir()
-                profiles[name] = loop(args.updates, args.seed, folder)
-                print(f"# {name}: {sum(profiles[name].seconds.values()) / args.updates:.1f} s per update", flush=True)
+        for name, loop in loops.items():  # a warm-up update, not counted
+            (Path(tmp) / name).mkdir()
+            loop.update(profiles[name], Path(tmp) / name)
+            profiles[name].reset()
+        for index in range(args.updates):
+            for name, loop in loops.items():
+                loop.update(profiles[name], Path(tmp) / name)
+            print(f"# update {index + 1}: " + ", ".join(
+                f"{n} {sum(p.seconds.values()) / (index + 1):.1f} CPU s" for n, p in profiles.items()), flush=True)
     report(profiles, args.updates)
     if args.png:
         plot(profiles, args.updates, args.png)
