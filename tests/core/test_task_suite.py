@@ -116,7 +116,7 @@ def test_evaluate_prompts_on_a_generation_task():
                                                                                  (0.0, "exact_match", 5)]
 
 
-def test_evaluate_test_time_matches_one_prompt_evaluation():
+def test_evaluate_tte_matches_one_prompt_evaluation():
     task = get_task("toy")
     scorer = task.default_scorer(task)
     sampler = tte.TTESampler(task, WordTokenizer(), num_demos=3, max_meta_prompt_tokens=512)
