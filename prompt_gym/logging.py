@@ -71,11 +71,6 @@ class Logger:
             self._jsonl = log_file.open("a", encoding="utf-8")
             self._tb = _tensorboard_writer(self.folder, purge_step) if tensorboard else None
 
-    @property
-    def has_tensorboard(self) -> bool:
-        """Whether TensorBoard events are being written."""
-        return self._tb is not None
-
     def record(self, key: str, value: float) -> None:
         """Set ``key`` to ``value`` for the next :meth:`dump` (a later record of the same key wins)."""
         if "/" not in key:

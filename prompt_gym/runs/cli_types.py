@@ -24,16 +24,6 @@ def _integer(text: str, minimum: int, what: str) -> int:
     return value
 
 
-def _real(text: str, minimum: float, strict: bool, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
 def positive_int(text: str) -> int:
     """An integer of at least 1."""
     return _integer(text, 1, "a positive integer")
@@ -44,11 +34,12 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0, "an integer of at least 0")
 
 
-def positive_float(text: str) -> float:
-    """A finite number above 0."""
-    return _real(text, 0.0, True, "a finite number above 0")
-
-
 def non_negative_float(text: str) -> float:
     """A finite number of at least 0 (not inf, not nan)."""
-    return _real(text, 0.0, False, "a finite number of at least 0")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of at least 0, got {text!r}")
+    return value
