@@ -196,6 +196,9 @@ class LLMPromptAgent(SelectingAgent):
         seeds = self._reset_seeds(size, same_meta_prompt)
         context = self._reset(seeds[0])
         written = self.write_prompts([context] * size)
+        if same_meta_prompt:  # every episode is judged on this reward batch: score the prompts in one target call
+            text_mode = self.env.action_mode == "text"
+            self.env.judge_ahead([text if text_mode else ids for text, ids in written])
         trajectories = []
         for index, (_, ids) in enumerate(written):
             if index > 0:

@@ -34,6 +34,10 @@ class PromptEnv(Protocol):
         pad_token_id: Padding id of token-mode observations.
         eos_token_id: The token that ends an episode in token mode.
         sampler: The episode sampler: ``sampler.sample(rng).meta_ids`` draws a meta-prompt.
+
+    Optional: ``judge_ahead(prompts)`` scores, in one target call, prompts that coming episodes on
+    the current reward batch will submit (see ``PromptTuneEnv.judge_ahead``); without it each
+    episode is judged when it ends.
     """
 
     task: Task
@@ -163,6 +167,16 @@ class EnvAdapter:
             scorers = {id(s): s for s in self.env.get_attr("scorer")}.values()
             return int(sum(s.num_evaluations for s in scorers))
         return int(self.attr("scorer").num_evaluations)
+
+    def judge_ahead(self, prompts: list[Any]) -> int:
+        """Let a single env score the prompts its coming episodes will submit in one target call.
+
+        See ``PromptTuneEnv.judge_ahead``: same rewards and evaluation counts, one batched target
+        call instead of one per episode. Returns how many prompts were scored ahead; 0 for a vector
+        env (it already scores its rows together) or an env without ``judge_ahead``.
+        """
+        judge_ahead = None if self.is_vector else getattr(self.env.unwrapped, "judge_ahead", None)
+        return int(judge_ahead(prompts)) if judge_ahead is not None else 0
 
     def reset(self, seed: int | None = None) -> Any:
         """Reset every row; returns the (batched, for vector envs) observation."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -235,6 +236,47 @@ class PromptTuneEnv(gym.Env):
             info |= result
         return self.observation(), reward, finished, False, info
 
+    def judge_ahead(self, prompts: Sequence[str | Sequence[int]]) -> int:
+        """Score, in one target call, prompts that coming episodes on this reward batch will submit.
+
+        An agent that writes several prompts for one meta-prompt and plays each as an episode
+        reset with the same seed (APPO and pg-group do) can hand them all here first. The target
+        scores them together, and :meth:`step` then takes each one's scores from here when an
+        episode on the same reward examples ends with that prompt, instead of calling the target
+        once per episode. Rewards, infos and evaluation counts are those of playing the prompts one
+        by one; the evaluations are counted now rather than at each episode's end. Only the last
+        call's prompts are kept, each for one episode.
+
+        Args:
+            prompts: Each prompt as the agent will submit it: the token ids it will step (token
+                mode; the first EOS ends the prompt) or the action string (text mode).
+
+        Returns:
+            How many prompts were scored ahead: all of them, or as many as the target's remaining
+            budget covers (``scorer.remaining`` of a :class:`~prompt_gym.budget.BudgetedScorer`);
+            the rest are scored when their episodes end, as usual.
+
+        Raises:
+            RuntimeError: No episode has started (call :meth:`reset` first).
+        """
+        examples = self.reward_examples
+        texts = [self._submitted_text(prompt) for prompt in prompts]
+        remaining = getattr(self.scorer, "remaining", None)
+        if remaining is not None:
+            texts = texts[: max(0, remaining // max(1, len(examples)))]
+        self.judge.judge_ahead(texts, examples)
+        return len(texts)
+
+    def _submitted_text(self, prompt: str | Sequence[int]) -> str:
+        """The prompt text :meth:`step` will judge once ``prompt`` (an action string, or token ids) is submitted."""
+        if self.action_mode == "text":
+            if not isinstance(prompt, str):
+                raise TypeError(f"In text mode a prompt is the action string, got {type(prompt).__name__}.")
+            return self._text_prompt(prompt)[0].strip()
+        ids = [self._token(token) for token in prompt]
+        ids = ids[: ids.index(self.eos_token_id)] if self.eos_token_id in ids else ids
+        return self.tokenizer.decode(ids[: self.max_prompt_tokens], skip_special_tokens=True).strip()
+
     def apply(self, action: Any) -> tuple[bool, dict[str, Any]]:
         """Apply ``action`` as :meth:`step` does, without scoring; return ``(finished, info)``.
 
@@ -254,15 +296,17 @@ class PromptTuneEnv(gym.Env):
             if token != self.eos_token_id:
                 episode.prompt_ids.append(token)
         else:
-            ids = list(self.tokenizer.encode(action, add_special_tokens=False))
-            action, ids = self._without_special_tokens(action, ids)
-            truncated_prompt = len(ids) > self.max_prompt_tokens
+            action, ids, had_special, length = self._text_prompt(action)
+            if had_special:
+                self._warn_once("special tokens", "A prompt contained special tokens (such as the EOS or chat-template "
+                                "markers); they are removed, as in token mode, so the target reads plain text. This "
+                                "env says so only once.")
+            truncated_prompt = length > self.max_prompt_tokens
             if truncated_prompt:
-                self._warn_once("truncated", f"A prompt had {len(ids)} tokens; it was cut to max_prompt_tokens="
+                self._warn_once("truncated", f"A prompt had {length} tokens; it was cut to max_prompt_tokens="
                                 f"{self.max_prompt_tokens}. info['prompt_truncated'] flags every cut prompt; this "
                                 "env says so only once.")
-                action = self.tokenizer.decode(ids[: self.max_prompt_tokens], skip_special_tokens=True)
-            episode.prompt_ids = ids[: self.max_prompt_tokens]
+            episode.prompt_ids = ids
             finished = True
         info = self._info(self._prompt_text(action))
         if finished:
@@ -289,15 +333,21 @@ class PromptTuneEnv(gym.Env):
             )
         return action
 
-    def _without_special_tokens(self, text: str, ids: list[int]) -> tuple[str, list[int]]:
-        """Drop special tokens (EOS, chat markers...) from a text prompt, as token mode does; warn when any were there."""
+    def _text_prompt(self, action: str) -> tuple[str, list[int], bool, int]:
+        """What a text action submits: ``(text, token ids, had special tokens, length before the cut)``.
+
+        Special tokens (EOS, chat markers...) are dropped, as token mode drops them, so the target
+        reads plain text; a prompt past ``max_prompt_tokens`` tokens is cut to that length.
+        """
+        ids = list(self.tokenizer.encode(action, add_special_tokens=False))
         special = set(getattr(self.tokenizer, "all_special_ids", ())) - {getattr(self.tokenizer, "unk_token_id", None)}
-        if not special.intersection(ids):
-            return text, ids
-        kept = [token for token in ids if token not in special]
-        self._warn_once("special tokens", "A prompt contained special tokens (such as the EOS or chat-template markers); they are "
-                        "removed, as in token mode, so the target reads plain text. This env says so only once.")
-        return self.tokenizer.decode(kept, skip_special_tokens=True), kept
+        had_special = bool(special.intersection(ids))
+        if had_special:
+            ids = [token for token in ids if token not in special]
+            action = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if len(ids) > self.max_prompt_tokens:
+            action = self.tokenizer.decode(ids[: self.max_prompt_tokens], skip_special_tokens=True)
+        return action, ids[: self.max_prompt_tokens], had_special, len(ids)
 
     def _warn_once(self, kind: str, message: str) -> None:
         """Warn with ``message`` the first time this env meets ``kind`` of prompt, not at every episode."""

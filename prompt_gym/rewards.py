@@ -187,9 +187,21 @@ class PromptJudge:
                              f"task is scored by {scorer.metric!r}: use 'accuracy' or 'stableprompt'.")
         self.scorer = scorer
         self.normalize = normalize
+        self._ahead: dict[tuple[str, tuple[Example, ...]], list[tuple[np.ndarray, np.ndarray | None]]] = {}
+
+    def judge_ahead(self, prompts: Sequence[str], batch: Sequence[Example]) -> None:
+        """Score ``prompts`` on one ``batch`` now, in one scorer call; :meth:`judge` takes their scores from here.
+
+        Each prompt's scores serve one later :meth:`judge` of that prompt on that batch. A new
+        call forgets whatever the previous one left unused.
+        """
+        self._ahead = {}
+        key = tuple(batch)
+        for prompt, rows in zip(prompts, self._score(prompts, [batch] * len(prompts)), strict=True):
+            self._ahead.setdefault((prompt, key), []).append(rows)
 
     def judge(self, prompts: Sequence[str], batches: Sequence[Sequence[Example]]) -> list[dict[str, float]]:
-        """Score each prompt on its own batch in one scorer call.
+        """Score each prompt on its own batch in one scorer call (none for prompts scored by :meth:`judge_ahead`).
 
         Returns:
             One dict per prompt with ``reward`` and the reward parts (``accuracy``, and ``gap`` for
@@ -199,15 +211,14 @@ class PromptJudge:
             FloatingPointError: A reward is not a finite number (the target returned NaN or inf).
             ValueError: The reward function returned more or fewer than one reward per prompt.
         """
-        flat_prompts = [prompt for prompt, batch in zip(prompts, batches, strict=True) for _ in batch]
-        flat_examples = [example for batch in batches for example in batch]
-        scored = self.scorer.score_examples(flat_prompts, flat_examples)
-        results, start = [], 0
-        for prompt, batch in zip(prompts, batches, strict=True):
-            rows = slice(start, start + len(batch))
-            start += len(batch)
-            gaps = None if scored.gaps is None else scored.gaps[None, rows]
-            rewards, parts = self.reward_fn(scored.scores[None, rows], gaps, **self.reward_kwargs)
+        rows = [self._scored_ahead(prompt, batch) for prompt, batch in zip(prompts, batches, strict=True)]
+        missing = [index for index, row in enumerate(rows) if row is None]
+        for index, row in zip(missing, self._score([prompts[i] for i in missing], [batches[i] for i in missing]),
+                              strict=True):
+            rows[index] = row
+        results = []
+        for prompt, (scores, gaps) in zip(prompts, rows, strict=True):
+            rewards, parts = self.reward_fn(scores[None], None if gaps is None else gaps[None], **self.reward_kwargs)
             result = {"reward": self._one(rewards, "rewards")} | {k: self._one(v, k) for k, v in parts.items()}
             if not math.isfinite(result["reward"]):
                 raise FloatingPointError(
@@ -219,6 +230,27 @@ class PromptJudge:
             for result, value in zip(results, zscore(np.array([r["reward"] for r in results])), strict=False):
                 result["raw_reward"], result["reward"] = result["reward"], float(value)
         return results
+
+    def _scored_ahead(self, prompt: str, batch: Sequence[Example]) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The scores :meth:`judge_ahead` left for ``prompt`` on ``batch`` (used once), or ``None``."""
+        stored = self._ahead.get((prompt, tuple(batch)))
+        return stored.pop() if stored else None
+
+    def _score(
+        self, prompts: Sequence[str], batches: Sequence[Sequence[Example]]
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """One scorer call for every (prompt, example) pair; per prompt, its batch's scores and gaps (or ``None``)."""
+        if not prompts:
+            return []
+        flat_prompts = [prompt for prompt, batch in zip(prompts, batches, strict=True) for _ in batch]
+        flat_examples = [example for batch in batches for example in batch]
+        scored = self.scorer.score_examples(flat_prompts, flat_examples)
+        rows, start = [], 0
+        for batch in batches:
+            part = slice(start, start + len(batch))
+            start += len(batch)
+            rows.append((scored.scores[part], None if scored.gaps is None else scored.gaps[part]))
+        return rows
 
     def _one(self, values: Any, what: str) -> float:
         """The single per-prompt value of ``values`` (the reward was given one prompt's row)."""

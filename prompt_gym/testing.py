@@ -60,3 +60,27 @@ def build_tiny_lm(tokenizer: Any, arch: str = "llama", seed: int = 0) -> Any:
                              bos_token_id=None, tie_word_embeddings=False)
         model = LlamaForCausalLM(config)
     return model.eval()
+
+
+class CallCountingScorer:
+    """Wraps a scorer and counts its ``score_examples`` calls; every other attribute is the scorer's.
+
+    Args:
+        scorer: The scorer to wrap.
+
+    Attributes:
+        calls: ``score_examples`` calls so far.
+    """
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer, self.calls = scorer, 0
+
+    def score_examples(self, prompts: Any, examples: Any) -> Any:
+        """The wrapped ``score_examples``, counted."""
+        self.calls += 1
+        return self.scorer.score_examples(prompts, examples)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "scorer":  # not set yet (copy/pickle): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.scorer, name)
