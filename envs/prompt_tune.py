@@ -101,6 +101,8 @@ class PromptTuneEnv(gym.Env):
     The vector env (:class:`~prompt_gym.envs.vector.PromptTuneVectorEnv`) drives each
     sub-environment through four public members: :meth:`check_action`, :meth:`apply` (act without
     scoring), :attr:`reward_examples` (what a finished prompt is scored on) and :meth:`observation`.
+    An agent that plays several prompts on one reset seed may call :meth:`judge_ahead` first: the
+    target then scores them in one call, with the rewards and evaluation counts of one by one.
 
     ## Arguments
 

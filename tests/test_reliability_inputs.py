@@ -22,11 +22,11 @@ import pytest
 import prompt_gym
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted
-from prompt_gym.runs.cli import main
-from prompt_gym.runs.compare import CompareConfig
 from prompt_gym.data import DataError
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import read_log
+from prompt_gym.runs.cli import main
+from prompt_gym.runs.compare import CompareConfig
 
 TOY = "PromptTune-Toy-v0"
 SMALL = {"max_prompt_tokens": 3, "num_demos": 1, "reward_batch_size": 2}
