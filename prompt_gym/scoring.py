@@ -22,6 +22,7 @@ of them). :func:`prompt_gym.targets.make_scorer` builds the one an environment u
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -180,6 +181,25 @@ def _chunks(order: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield order[start : start + size]
 
 
+@functools.cache
+def _attend_only_layer() -> type:
+    """A key/value cache layer that lends its prefix to one forward pass and keeps nothing of it.
+
+    ``DynamicLayer.update`` stores the prefix joined with the new keys and values, so a pass over
+    a chunk's suffixes would hold every layer's full-row keys and values until it ends. The
+    scorer's suffix pass is the last one on its cache, so this layer returns the same joined
+    tensors for attention and stores nothing: each layer's copy is freed as soon as it has been used.
+    """
+    import torch  # here, not at the top: `import prompt_gym` stays torch-free
+    from transformers.cache_utils import DynamicLayer
+
+    class AttendOnlyLayer(DynamicLayer):
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+    return AttendOnlyLayer
+
+
 def _shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix all ``rows`` share, leaving at least one token of each row."""
     limit = min(len(row) for row in rows) - 1
@@ -247,7 +267,10 @@ class LMScorer(BaseScorer):
        suffixes (input and ``Output:``) run in chunks of ``batch_size`` rows sorted by suffix
        length across the block's prompts, each row on its own prompt's prefix key/value cache.
        A prompt with one row (or rows sharing no token) takes the plain path: whole rows in
-       chunks of ``batch_size``, sorted by length.
+       chunks of ``batch_size``, sorted by length. So does a whole call whose rows are too long for
+       a model's sliding-window layers (Gemma 3: 512 tokens) to see the same window through a
+       prefix cache (rows longer than half the window). The suffix pass keeps no key/value
+       cache of its own.
 
     Chunks are sorted by length, so they pad little. In fp32 the result does not depend on the
     padding side, the grouping or the prefix sharing (equal to one-at-a-time scoring to 1e-4,
@@ -332,8 +355,9 @@ class LMScorer(BaseScorer):
         for row, (prompt, _) in enumerate(pairs):
             groups.setdefault(prompt, []).append(row)
         shared, alone = [], []
+        share = self.prefix_cache and self._prefix_fits_window(max(map(len, encoded), default=0))
         for rows in groups.values():
-            length = _shared_prefix_length([encoded[row] for row in rows]) if self.prefix_cache and len(rows) > 1 else 0
+            length = _shared_prefix_length([encoded[row] for row in rows]) if share and len(rows) > 1 else 0
             if length:
                 shared.append((rows, length))
             else:
@@ -345,6 +369,18 @@ class LMScorer(BaseScorer):
                 out[rows] = torch.log_softmax(logits.float().index_select(1, class_ids), -1).cpu().numpy()
         self.num_evaluations += len(texts)
         return out
+
+    def _prefix_fits_window(self, longest_row: int) -> bool:
+        """Whether the prefix path is exact for rows of up to ``longest_row`` tokens on this model.
+
+        Sliding-window attention layers (Gemma 3's) crop a prefix key/value cache to their window,
+        so the prefix path is taken only when a padded prefix and a padded suffix together, at
+        most twice the longest row, fit in the window; otherwise the call takes the plain path.
+        """
+        config = self.model.config.get_text_config()
+        window = getattr(config, "sliding_window", None)
+        has_sliding = "sliding_attention" in (getattr(config, "layer_types", None) or ())
+        return not (has_sliding and window) or 2 * longest_row <= window
 
     def _plain_chunks(
         self, encoded: list[list[int]], rows: list[int], device: Any
@@ -371,6 +407,7 @@ class LMScorer(BaseScorer):
         """
         import torch  # here, not at the top: `import prompt_gym` stays torch-free
         from transformers import DynamicCache  # likewise (transformers imports torch)
+        from transformers.cache_utils import DynamicLayer
 
         ordered = sorted(groups, key=lambda group: -group[1])
         for start in range(0, len(ordered), self.batch_size):
@@ -384,6 +421,9 @@ class LMScorer(BaseScorer):
             for chunk in _chunks(np.array(by_suffix, dtype=np.int64), self.batch_size):
                 which = torch.tensor([slot[row] for row in chunk], device=device)
                 cache = DynamicCache([(keys[which], values[which]) for keys, values in layers], config=self.model.config)
+                for layer in cache.layers:
+                    if type(layer) is DynamicLayer:  # sliding-window layers (Gemma 3) keep their own update
+                        layer.__class__ = _attend_only_layer()
                 suffix = self._left_padded([encoded[row][cut[row] :] for row in chunk], device)
                 starts = torch.tensor([cut[row] for row in chunk], device=device)
                 mask = torch.cat([prefix["attention_mask"][which], suffix["attention_mask"]], dim=1)

@@ -43,12 +43,21 @@ def build_byte_tokenizer(padding_side: str = "right", chat_template: bool = True
 
 
 def build_tiny_lm(tokenizer: Any, arch: str = "llama", seed: int = 0) -> Any:
-    """A randomly initialised 2-layer causal LM over ``tokenizer`` (fp32, eval mode)."""
+    """A randomly initialised 2-layer causal LM over ``tokenizer`` (fp32, eval mode): ``"llama"``, ``"gpt2"`` or ``"gemma3"``."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     vocab = len(tokenizer)
+    if arch == "gemma3":  # a sliding-window layer and a full-attention layer, as in Gemma 3
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+        config = Gemma3TextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=6,
+                                  layer_types=["sliding_attention", "full_attention"], max_position_embeddings=2048,
+                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                  bos_token_id=None)
+        return Gemma3ForCausalLM(config).eval()
     if arch == "gpt2":
         config = GPT2Config(vocab_size=vocab, n_layer=2, n_embd=32, n_head=2, n_positions=1024,
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
