@@ -43,7 +43,7 @@ def build_byte_tokenizer(padding_side: str = "right", chat_template: bool = True
 
 
 def build_tiny_lm(tokenizer: Any, arch: str = "llama", seed: int = 0) -> Any:
-    """A randomly initialised 2-layer causal LM over ``tokenizer`` (fp32, eval mode): ``"llama"``, ``"gpt2"`` or ``"gemma3"``."""
+    """A randomly initialised 2-layer causal LM over ``tokenizer`` (fp32, eval mode): ``"llama"``, ``"gpt2"``, ``"gemma3"``."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
