@@ -17,7 +17,7 @@ from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig, SelectionConf
 from prompt_gym.agents.llm import LLMPromptAgent
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter, is_batched, split_observation
-from prompt_gym.agents.selection import SelectingAgent, mean_accuracy
+from prompt_gym.agents.selection import SelectingAgent, best_unvalidated, mean_accuracy
 from prompt_gym.callbacks import Callback, as_callback
 from prompt_gym.logging import Logger
 
@@ -153,24 +153,14 @@ class RandomSearchAgent(LLMPromptAgent):
         self.num_updates += 1
         stats = {"rollout/reward": float(np.mean([r for r, _ in scored]))}
         if self.num_updates % self.config.eval_interval == 0:
-            results = self.validate(self._best_unvalidated(self._since_check, self.config.eval_samples))
+            results = self.validate(best_unvalidated(self._since_check, self.config.eval_samples, self._validated))
             self._since_check = []
             self.log_validation(stats | mean_accuracy(results))
         return stats
 
-    def _best_unvalidated(self, scored: list[tuple[float, str]], count: int) -> list[str]:
-        chosen: list[str] = []
-        for _, prompt in sorted(scored, key=lambda item: -item[0]):
-            if prompt not in self._validated and prompt not in chosen:
-                chosen.append(prompt)
-            if len(chosen) == count:
-                break
-        self._validated.update(chosen)
-        return chosen
-
     def selection_candidates(self) -> list[str]:
         """The ``1 + final_samples`` best-rewarded prompts not validated yet."""
-        return self._best_unvalidated(self.candidates, 1 + self.config.final_samples)
+        return best_unvalidated(self.candidates, 1 + self.config.final_samples, self._validated)
 
     def saved_state(self) -> dict[str, Any]:
         """The candidates and the prompts validated so far (in ``agent.json``)."""

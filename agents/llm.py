@@ -313,18 +313,20 @@ class LLMPromptAgent(SelectingAgent):
         sampler = self.env.attr("sampler")
         return [list(sampler.sample(rng).meta_ids) for _ in range(count)]
 
-    def policy_accuracy(self, count: int, adapter: str = POLICY) -> tuple[float, list[dict[str, Any]]]:
+    def policy_accuracy(
+        self, count: int, adapter: str = POLICY, pool: bool = True
+    ) -> tuple[float, list[dict[str, Any]]]:
         """The policy's own accuracy: the mean validation accuracy of ``count`` prompts it samples.
 
         One prompt is sampled (at the config's temperature) from each of the fixed
-        :meth:`validation_contexts` and scored on the whole validation split; the prompts also go
-        to the pool. This measures the policy, not the best prompt found so far.
+        :meth:`validation_contexts` and scored on the whole validation split; with ``pool`` the
+        prompts also go to the pool. This measures the policy, not the best prompt found so far.
 
         Returns:
             ``(mean accuracy, per-prompt results)``.
         """
         written = self.write_prompts(self.validation_contexts(count), adapter=adapter)
-        results = self.validate([text for text, _ in written])
+        results = self.validate([text for text, _ in written], pool=pool)
         accuracy = float(np.mean([r["accuracy"] for r in results]))
         if adapter == POLICY:
             self.policy_acc = accuracy

@@ -26,6 +26,22 @@ def mean_accuracy(results: list[dict[str, Any]]) -> dict[str, float]:
     return {"eval/val_accuracy": float(np.mean([r["accuracy"] for r in results]))} if results else {}
 
 
+def best_unvalidated(scored: list[tuple[float, str]], count: int, validated: set[str]) -> list[str]:
+    """The ``count`` best-rewarded distinct prompts of ``scored`` (``(reward, prompt)``) not in ``validated``.
+
+    Screening on the training reward before validating: what random search (and APPO with
+    ``selection="screened"``) validates. The chosen prompts are added to ``validated``.
+    """
+    chosen: list[str] = []
+    for _, prompt in sorted(scored, key=lambda item: -item[0]):
+        if len(chosen) == count:
+            break
+        if prompt not in validated and prompt not in chosen:
+            chosen.append(prompt)
+    validated.update(chosen)
+    return chosen
+
+
 class SelectingAgent(Agent):
     """An :class:`~prompt_gym.agents.base.Agent` that validates prompts, keeps a pool and selects from it.
 
@@ -44,12 +60,12 @@ class SelectingAgent(Agent):
     logger: Logger
     log_selection: ClassVar[bool] = False
 
-    def validate(self, prompts: list[str]) -> list[dict[str, Any]]:
-        """Score prompts on the task's validation split and offer them to the pool (found at this update)."""
+    def validate(self, prompts: list[str], pool: bool = True) -> list[dict[str, Any]]:
+        """Score prompts on the task's validation split; offer them to the pool (found at this update) if ``pool``."""
         if not prompts:
             return []
         results = evaluate_prompts(self.env.attr("scorer"), self.env.attr("task"), prompts, split="validation")
-        for result in results:
+        for result in results if pool else ():
             self.pool.add(result["prompt"], result["accuracy"], result.get("gap", 0.0), self.num_updates)
         return results
 

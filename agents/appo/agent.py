@@ -39,6 +39,7 @@ from prompt_gym.agents.configs import ModelConfig
 from prompt_gym.agents.llm import LLMPromptAgent
 from prompt_gym.agents.lora_policy import ANCHOR, POLICY, masked_mean
 from prompt_gym.agents.rollout import Trajectory, final_infos, is_batched, split_observation
+from prompt_gym.agents.selection import best_unvalidated
 from prompt_gym.budget import BudgetExhausted
 from prompt_gym.callbacks import Callback
 from prompt_gym.logging import Logger
@@ -81,6 +82,9 @@ class APPOAgent(LLMPromptAgent):
         self.promotions = self.rollbacks = 0
         self.anchor_scores: list[float] = []  # validation accuracies of anchor samples since the anchor last changed
         self.elites: list[Trajectory] = []  # the best episodes so far, replayed when config.elite_replay > 0
+        self.screened: list[tuple[float, str]] = []  # selection="screened": (reward, prompt) of every training episode
+        self.screened_since_check: list[tuple[float, str]] = []  # ... of those since the last anchor check
+        self.validated: set[str] = set()  # ... prompts validated for the pool so far
         self.last_stats: dict[str, float] = {}
         self._buffer: list[Trajectory] = []
         self._current: dict[int, Trajectory] = {}
@@ -184,7 +188,7 @@ class APPOAgent(LLMPromptAgent):
 
     def measure_start(self) -> None:
         """Measure the starting policy (update 0) as every later check will; it is also the anchor's first estimate."""
-        accuracy, results = self.policy_accuracy(self.config.anchor_samples)
+        accuracy, results = self.policy_accuracy(self.config.anchor_samples, pool=not self._screens())
         if not self.config.fixed_reference:
             self.anchor_scores = [r["accuracy"] for r in results]
         self._log_update({"eval/policy_accuracy": accuracy, "eval/best_val_accuracy": self.best_val_accuracy(),
@@ -208,6 +212,10 @@ class APPOAgent(LLMPromptAgent):
         replayed = self._replayed(batch)
         stats = self._ppo_update(batch + replayed, fresh=len(batch))
         self._keep_elites(batch)
+        if self._screens():
+            scored = [(t.reward, self._decode(t.actions)) for t in batch]
+            self.screened += scored
+            self.screened_since_check += scored
         self.num_updates += 1
         self.scheduler.step()
         self._last_context = batch[-1].context
@@ -371,13 +379,21 @@ class APPOAgent(LLMPromptAgent):
         validation split: their mean is ``eval/policy_accuracy``, the policy's own accuracy. The
         anchor writes as many from the same meta-prompts; its estimate pools every anchor sample
         scored since the anchor last changed, so it sharpens while the anchor stays put. With
-        ``fixed_reference`` only the policy is measured.
+        ``fixed_reference`` only the policy is measured. With ``selection="screened"`` these samples
+        stay out of the pool, and the ``screen_samples`` best-rewarded training prompts since the
+        last check are validated for it instead (``eval/screened_val_accuracy``).
         """
-        k = self.config.anchor_samples
-        policy_acc, _ = self.policy_accuracy(k)
+        k, pool = self.config.anchor_samples, not self._screens()
+        policy_acc, _ = self.policy_accuracy(k, pool=pool)
         stats = {"eval/policy_accuracy": policy_acc}
+        if self._screens():
+            chosen = best_unvalidated(self.screened_since_check, self.config.screen_samples, self.validated)
+            self.screened_since_check = []
+            screened = self.validate(chosen)
+            if screened:
+                stats["eval/screened_val_accuracy"] = float(np.mean([r["accuracy"] for r in screened]))
         if not self.config.fixed_reference:
-            _, anchor_results = self.policy_accuracy(k, adapter=ANCHOR)
+            _, anchor_results = self.policy_accuracy(k, adapter=ANCHOR, pool=pool)
             self.anchor_scores += [r["accuracy"] for r in anchor_results]
             anchor_acc = float(np.mean(self.anchor_scores))
             delta = policy_acc - anchor_acc
@@ -389,6 +405,16 @@ class APPOAgent(LLMPromptAgent):
                       "anchor/anchor_samples": len(self.anchor_scores)}
         return stats | {"anchor/promotions": self.promotions, "anchor/rollbacks": self.rollbacks,
                         "eval/best_val_accuracy": self.best_val_accuracy()}
+
+    def _screens(self) -> bool:
+        """Whether the pool takes only prompts screened on their training reward (``config.selection``)."""
+        return self.config.selection == "screened"
+
+    def selection_candidates(self) -> list[str]:
+        """``"checks"``: the final policy's greedy and sampled prompts; ``"screened"``: the best-rewarded not yet validated."""
+        if self._screens():
+            return best_unvalidated(self.screened, 1 + self.config.final_samples, self.validated)
+        return super().selection_candidates()
 
     def promote(self) -> None:
         """Copy the policy into the anchor (the KL ball moves to the validated policy)."""

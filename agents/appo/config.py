@@ -17,10 +17,13 @@ from typing import Any
 
 from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig, require
 
-__all__ = ["ADVANTAGES", "PRESETS", "APPOConfig", "ModelConfig"]
+__all__ = ["ADVANTAGES", "PRESETS", "SELECTIONS", "APPOConfig", "ModelConfig"]
 
 ADVANTAGES = ("batch", "critic")
 """How APPO estimates advantages (see ``APPOConfig.advantage``)."""
+
+SELECTIONS = ("checks", "screened")
+"""Which validated prompts compete for APPO's final choice (see ``APPOConfig.selection``)."""
 
 
 @dataclass
@@ -69,6 +72,17 @@ class APPOConfig(LLMAgentConfig):
         anchor_check_interval: Updates between anchor checks.
         anchor_samples: Prompts sampled from the policy and from the anchor at each check (k).
         anchor_threshold: Validation-accuracy margin (delta) that triggers a promotion or a rollback.
+        selection: Which validated prompts compete for the final choice (always made on validation).
+            ``"checks"`` (the paper's way): every prompt validated during training (the anchor
+            checks' samples of the policy and the anchor) joins the pool, and ``select_prompt``
+            adds the greedy prompt and ``final_samples`` samples of the final policy.
+            ``"screened"`` (random search's way): a prompt is validated for the pool only after
+            it scored well on its training batch: at each anchor check the ``screen_samples``
+            best-rewarded prompts trained on since the last check, and at the end the
+            ``1 + final_samples`` best-rewarded ones not validated yet. The anchor checks' samples
+            still measure the policy and decide promotions, but do not join the pool: the
+            best of many prompts scored on a few validation sentences overstates itself.
+        screen_samples: With ``selection="screened"``: prompts validated for the pool at each anchor check.
     """
 
     learning_rate: float = 1e-3
@@ -93,12 +107,14 @@ class APPOConfig(LLMAgentConfig):
     anchor_check_interval: int = 5
     anchor_samples: int = 8
     anchor_threshold: float = 0.05
+    selection: str = "checks"
+    screen_samples: int = 2
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             require(not isinstance(value, float) or math.isfinite(value), f"{name} must be a finite number, got {value}.")
         for name in ("batch_size", "elite_replay", "ppo_epochs", "anchor_check_interval", "anchor_samples",
-                     "pool_size", "final_samples"):
+                     "pool_size", "final_samples", "screen_samples"):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool),
                     f"{name} must be an integer, got {value!r}.")
@@ -121,6 +137,8 @@ class APPOConfig(LLMAgentConfig):
         require(self.anchor_samples >= 1, f"anchor_samples must be positive, got {self.anchor_samples}.")
         require(0.0 <= self.anchor_threshold < 1.0,
                 f"anchor_threshold must lie in [0, 1), got {self.anchor_threshold}.")
+        require(self.selection in SELECTIONS, f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
+        require(self.screen_samples >= 1, f"screen_samples must be positive, got {self.screen_samples}.")
         super().__post_init__()
 
     @classmethod

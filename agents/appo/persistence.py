@@ -80,7 +80,9 @@ def write_checkpoint(agent: Any, folder: Path) -> None:
     """Write the full training state of ``agent`` into ``folder`` (called inside an atomic checkpoint)."""
     save_agent(agent, folder / "agent")
     write_training_state(agent, folder, {"anchor_scores": agent.anchor_scores, "elites": _episodes(agent.elites),
-                                         "finished": _episodes(agent._buffer)})
+                                         "finished": _episodes(agent._buffer), "screened": agent.screened,
+                                         "screened_since_check": agent.screened_since_check,
+                                         "validated": sorted(agent.validated)})
 
 
 def read_checkpoint(agent: Any, folder: Path) -> None:
@@ -97,6 +99,9 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
     agent.anchor_scores = [float(score) for score in state["anchor_scores"]]
     agent.elites = _trajectories(state["elites"])
     agent._buffer = _trajectories(state.get("finished", []))  # checkpoints before 2026-12-01 kept no overflow
+    agent.screened = [(float(r), str(p)) for r, p in state["screened"]]
+    agent.screened_since_check = [(float(r), str(p)) for r, p in state["screened_since_check"]]
+    agent.validated = set(state["validated"])
 
 
 def _episodes(trajectories: list[Trajectory]) -> list[dict[str, Any]]:

@@ -76,7 +76,7 @@ def test_anchor_check_decisions(make_agent, policy_acc, anchor_acc, rollback, ex
     agent.anchor_scores = []
     calls = []
 
-    def fake_validate(prompts):
+    def fake_validate(prompts, pool=True):
         calls.append(list(prompts))
         accuracy = policy_acc if len(calls) == 1 else anchor_acc
         return [{"prompt": p, "accuracy": accuracy, "gap": 0.0} for p in prompts]
@@ -95,7 +95,7 @@ def test_anchor_estimate_pools_samples_until_the_anchor_changes(make_agent):
     assert len(agent.anchor_scores) == 2  # the starting policy's measurement is the anchor's first estimate
     accuracies = iter([0.6, 0.4, 0.9, 0.3])  # per check: the policy's samples, then the anchor's
 
-    def fake_validate(prompts):
+    def fake_validate(prompts, pool=True):
         value = next(accuracies)
         return [{"prompt": p, "accuracy": value, "gap": 0.0} for p in prompts]
 
@@ -113,9 +113,9 @@ def test_anchor_check_runs_on_schedule_and_uses_validation(make_agent):
     sizes = []
     original = agent.validate
 
-    def spy(prompts):
+    def spy(prompts, pool=True):
         sizes.append(len(prompts))
-        return original(prompts)
+        return original(prompts, pool=pool)
 
     agent.validate = spy
     agent.learn(total_updates=4, progress_bar=False)

@@ -41,7 +41,7 @@ def test_save_load_round_trip(env_factory, tmp_path):
     assert agent.predict(obs, deterministic=True)[0] == loaded.predict(obs, deterministic=True)[0]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"elite_replay": 2}])
+@pytest.mark.parametrize("overrides", [{}, {"elite_replay": 2}, {"selection": "screened", "screen_samples": 1}])
 def test_resume_equals_uninterrupted_run(env_factory, tmp_path, overrides):
     straight = fresh(env_factory, **overrides)
     straight.learn(total_updates=4, progress_bar=False)
@@ -60,6 +60,8 @@ def test_resume_equals_uninterrupted_run(env_factory, tmp_path, overrides):
     assert (resumed.promotions, resumed.rollbacks) == (straight.promotions, straight.rollbacks)
     assert [r["rollout/reward"] for r in resumed.logger.history] == \
         [r["rollout/reward"] for r in straight.logger.history if r["step"] > 2]
+    assert (resumed.screened, resumed.validated, resumed.pool.to_list()) == \
+        (straight.screened, straight.validated, straight.pool.to_list())
 
 
 def test_checkpoint_is_atomic_and_verified(env_factory, tmp_path):
