@@ -260,6 +260,8 @@ class PromptTuneEnv(gym.Env):
 
         Raises:
             RuntimeError: No episode has started (call :meth:`reset` first).
+            TypeError, ValueError: A prompt of the wrong type for the action mode, or a token id
+                outside the vocabulary (as :meth:`check_action`).
         """
         examples = self.reward_examples
         texts = [self._submitted_text(prompt) for prompt in prompts]
