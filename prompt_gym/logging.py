@@ -8,7 +8,9 @@ is used when ``tensorboard`` is installed (``pip install prompt-gym[tensorboard]
 A resumed run cuts ``log.jsonl`` back to its checkpoint (:func:`truncate_log`) and opens its
 TensorBoard writer with ``purge_step`` (the checkpoint's update + 1): the new events file starts with
 a marker that tells TensorBoard to drop the earlier files' events from that step on, so the updates
-replayed after a resume are not shown twice.
+replayed after a resume are not shown twice. TensorBoard reads a folder's events files in name order,
+and a name starts with the second it was created in, so a resume waits (at most a second) until its
+file's name sorts after every earlier one.
 
 ``log.jsonl`` survives a kill: a last line cut short by the kill (no newline, not valid JSON) is
 dropped with a warning when the log is read or reopened; a bad line anywhere else is an error
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,6 +31,29 @@ from typing import Any, TextIO
 from prompt_gym.checkpoint import write_text_atomic
 
 LOG_FILE = "log.jsonl"
+_EVENTS_FILE_SECOND = re.compile(r"events\.out\.tfevents\.(\d+)\.")
+_MAX_WAIT_FOR_A_LATER_NAME_S = 2.0
+
+
+def _wait_until_a_new_events_file_sorts_last(folder: Path) -> None:
+    """Waits until an events file created now is named after every events file already in ``folder``.
+
+    Names tie on the creation second and then compare host name and process id, which can put a
+    resumed run's file before the killed run's file; TensorBoard would then apply the purge marker
+    first and show the replayed updates twice.
+    """
+    seconds = [int(match.group(1)) for path in folder.glob("events.out.tfevents.*")
+               if (match := _EVENTS_FILE_SECOND.match(path.name))]
+    if not seconds:
+        return
+    wait = max(seconds) + 1 - time.time()
+    if wait > _MAX_WAIT_FOR_A_LATER_NAME_S:
+        warnings.warn(
+            f"An events file in {folder} is dated {wait:.0f} s ahead of this machine's clock, so TensorBoard "
+            "may show this resumed run's updates before the earlier ones. Fix the clock, or view log.jsonl.",
+            stacklevel=3)
+    elif wait > 0:
+        time.sleep(wait)
 
 
 def _tensorboard_writer(folder: Path, purge_step: int | None) -> Any:
@@ -34,6 +61,8 @@ def _tensorboard_writer(folder: Path, purge_step: int | None) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
         return None
+    if purge_step is not None:
+        _wait_until_a_new_events_file_sorts_last(folder)
     return SummaryWriter(log_dir=str(folder), purge_step=purge_step)
 
 

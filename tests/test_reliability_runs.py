@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ import torch
 
 from prompt_gym.agents.training_state import CLOCK_FILE
 from prompt_gym.checkpoint import MANIFEST, CheckpointError
-from prompt_gym.logging import read_log
+from prompt_gym.logging import Logger, read_log
 from prompt_gym.runs.cli import main
 
 ARGS = ["--env", "PromptTune-Toy-v0", "--batch-size", "2", "--ppo-epochs", "1", "--lr", "1e-2",
@@ -175,6 +176,23 @@ def test_resumed_tensorboard_shows_each_update_once(straight, tiny_model_dir_mod
     logged = [(step, reward) for step, _, reward in straight["log"] if reward is not None]
     assert [step for step, _ in shown] == [step for step, _ in logged] == [1, 2, 3, 4]  # 3 not twice
     assert [value for _, value in shown] == pytest.approx([value for _, value in logged])
+
+
+def test_a_resumed_events_file_sorts_after_one_written_the_same_second(tmp_path):
+    pytest.importorskip("tensorboard")
+    earlier = tmp_path / f"events.out.tfevents.{int(time.time()):010d}.zzzz.99999999.0"  # sorts after any host
+    earlier.write_bytes(b"")
+    logger = Logger(tmp_path, purge_step=3)
+    logger.close()
+    names = sorted(path.name for path in tmp_path.glob("events.out.tfevents.*"))
+    assert len(names) == 2 and names[0] == earlier.name
+
+
+def test_an_events_file_dated_ahead_of_the_clock_is_reported(tmp_path):
+    pytest.importorskip("tensorboard")
+    (tmp_path / f"events.out.tfevents.{int(time.time()) + 3600:010d}.host.1.0").write_bytes(b"")
+    with pytest.warns(UserWarning, match="ahead of this machine's clock"):
+        Logger(tmp_path, purge_step=3).close()
 
 
 def test_counts_survive_resume(straight, tiny_model_dir_module, tmp_path):
