@@ -8,6 +8,7 @@ agent against target-LLM evaluations.
 
     python benchmarks/policy_curves.py runs/learn-sst2 --out benchmarks/figures/learn_sst2_policy.png
     python benchmarks/policy_curves.py runs/learn-sst2-elite runs/learn-sst2-ppo    # agents of both, one figure
+    python benchmarks/policy_curves.py runs/learn-sst2-elite runs/learn-sst2-screened=screened   # "appo (screened)"
 """
 
 from __future__ import annotations
@@ -78,23 +79,29 @@ def plot(curves: dict[str, dict[int, list[tuple[int, float, float]]]], path: Pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", type=Path, nargs="+", help="prompt-gym compare output folders (same env and budget)")
+    parser.add_argument("folders", nargs="+",
+                        help="prompt-gym compare output folders (same env); FOLDER=TAG names its agents 'agent (TAG)'")
     parser.add_argument("--out", type=Path, help="PNG to write (default: <first folder>/policy_curves.png)")
     args = parser.parse_args()
     curves: dict[str, dict[int, list[tuple[int, float, float]]]] = {}
-    for folder in args.folders:
-        for agent, seeds in read_curves(folder).items():
+    folders = []
+    for argument in args.folders:
+        folder, _, tag = argument.partition("=")
+        folders.append(Path(folder))
+        for agent, seeds in read_curves(Path(folder)).items():
+            agent = f"{agent} ({tag})" if tag else agent
             if agent in curves:
-                raise SystemExit(f"Agent {agent!r} appears in more than one folder; give each agent's runs once.")
+                raise SystemExit(f"Agent {agent!r} appears in more than one folder; give each agent's runs once "
+                                 "or tag a folder (FOLDER=TAG).")
             curves[agent] = seeds
     if not curves:
-        raise SystemExit(f"No run in {', '.join(map(str, args.folders))} has logged {KEY} yet.")
+        raise SystemExit(f"No run in {', '.join(map(str, folders))} has logged {KEY} yet.")
     print("| agent | seed | update 0 | last three checks (updates) | change | best check | evaluations |")
     print("|---|---|---|---|---|---|---|")
     for row in summary_rows(curves):
         print(f"| {row['agent']} | {row['seed']} | {row['first']:.3f} | {row['late']:.3f} ({row['late_updates']}) | "
               f"{row['change']:+.3f} | {row['best']:.3f} | {row['evaluations']:.0f} |")
-    print(plot(curves, args.out or args.folders[0] / "policy_curves.png"))
+    print(plot(curves, args.out or folders[0] / "policy_curves.png"))
 
 
 if __name__ == "__main__":
