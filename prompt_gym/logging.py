@@ -9,7 +9,7 @@ A resumed run cuts ``log.jsonl`` back to its checkpoint (:func:`truncate_log`) a
 TensorBoard writer with ``purge_step`` (the checkpoint's update + 1): the new events file starts with
 a marker that tells TensorBoard to drop the earlier files' events from that step on, so the updates
 replayed after a resume are not shown twice. TensorBoard reads a folder's events files in name order,
-and a name starts with the second it was created in, so a resume waits (at most a second) until its
+and a name starts with the second it was created in, so a resume waits (two seconds at most) until its
 file's name sorts after every earlier one.
 
 ``log.jsonl`` survives a kill: a last line cut short by the kill (no newline, not valid JSON) is
