@@ -83,7 +83,7 @@ class APPOAgent(LLMPromptAgent):
         self.anchor_scores: list[float] = []  # validation accuracies of anchor samples since the anchor last changed
         self.elites: list[Trajectory] = []  # the best episodes so far, replayed when config.elite_replay > 0
         self.screened: list[tuple[float, str]] = []  # selection="screened": (reward, prompt) of every training episode
-        self.screened_since_check: list[tuple[float, str]] = []  # ... of those since the last anchor check
+        self.screened_at_check = 0  # ... how many of them the last anchor check had seen
         self.validated: set[str] = set()  # ... prompts validated for the pool so far
         self.last_stats: dict[str, float] = {}
         self._buffer: list[Trajectory] = []
@@ -213,9 +213,7 @@ class APPOAgent(LLMPromptAgent):
         stats = self._ppo_update(batch + replayed, fresh=len(batch))
         self._keep_elites(batch)
         if self._screens():
-            scored = [(t.reward, self._decode(t.actions)) for t in batch]
-            self.screened += scored
-            self.screened_since_check += scored
+            self.screened += [(t.reward, self._decode(t.actions)) for t in batch]
         self.num_updates += 1
         self.scheduler.step()
         self._last_context = batch[-1].context
@@ -387,8 +385,9 @@ class APPOAgent(LLMPromptAgent):
         policy_acc, _ = self.policy_accuracy(k, pool=pool)
         stats = {"eval/policy_accuracy": policy_acc}
         if self._screens():
-            chosen = best_unvalidated(self.screened_since_check, self.config.screen_samples, self.validated)
-            self.screened_since_check = []
+            since_check = self.screened[self.screened_at_check:]
+            self.screened_at_check = len(self.screened)
+            chosen = best_unvalidated(since_check, self.config.screen_samples, self.validated)
             screened = self.validate(chosen)
             if screened:
                 stats["eval/screened_val_accuracy"] = float(np.mean([r["accuracy"] for r in screened]))

@@ -81,7 +81,7 @@ def write_checkpoint(agent: Any, folder: Path) -> None:
     save_agent(agent, folder / "agent")
     write_training_state(agent, folder, {"anchor_scores": agent.anchor_scores, "elites": _episodes(agent.elites),
                                          "finished": _episodes(agent._buffer), "screened": agent.screened,
-                                         "screened_since_check": agent.screened_since_check,
+                                         "screened_at_check": agent.screened_at_check,
                                          "validated": sorted(agent.validated)})
 
 
@@ -100,7 +100,7 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
     agent.elites = _trajectories(state["elites"])
     agent._buffer = _trajectories(state.get("finished", []))  # checkpoints before 2026-12-01 kept no overflow
     agent.screened = [(float(r), str(p)) for r, p in state["screened"]]
-    agent.screened_since_check = [(float(r), str(p)) for r, p in state["screened_since_check"]]
+    agent.screened_at_check = int(state["screened_at_check"])
     agent.validated = set(state["validated"])
 
 
