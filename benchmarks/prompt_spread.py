@@ -5,11 +5,15 @@ Samples ``--prompts`` prompts from the starting policy (one per fixed validation
 agent's ``eval/policy_accuracy`` does), scores each on the whole validation and training splits, and
 prints the mean, spread and top decile of validation accuracy (what a policy that concentrates on
 its best prompts could reach) and the correlation of training accuracy and gap with validation
-accuracy (how well the reward signal points at what is measured). Writes every prompt with its
+accuracy (how well the reward signal points at what is measured). With ``--test`` it also scores
+every prompt on the test split and prints how well training and validation accuracy predict test
+accuracy (a diagnostic for reporting; nothing is selected on it). Writes every prompt with its
 scores to ``--out``.
 
     PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/prompt_spread.py --prompts 48 \\
         --max-prompt-tokens 16 --out runs/spread_16.json
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/prompt_spread.py --data-seed 42 --test \
+        --out runs/spread_42_test.json
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=13)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--test", action="store_true", help="also score every prompt on the test split")
     parser.add_argument("--out", type=Path, default=Path("runs/prompt_spread.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,10 +67,19 @@ def main() -> None:
     print(f"training accuracy: mean {train_acc.mean():.3f}, sd {train_acc.std():.3f}")
     print(f"correlation with validation accuracy: training accuracy {np.corrcoef(val_acc, train_acc)[0, 1]:.2f}, "
           f"training gap {np.corrcoef(val_acc, train_gap)[0, 1]:.2f}")
+    rows = [{"prompt": p, "val_accuracy": float(v), "train_accuracy": float(a), "train_gap": float(g)}
+            for p, v, a, g in zip(prompts, val_acc, train_acc, train_gap, strict=True)]
+    if args.test:
+        test_acc = np.array([r["accuracy"] for r in evaluate_prompts(scorer, task, prompts, split="test")])
+        print(f"test accuracy ({len(task.split('test'))} examples, {time.perf_counter() - scored:.0f} s): "
+              f"mean {test_acc.mean():.3f}, sd {test_acc.std():.3f}, max {test_acc.max():.3f}")
+        print(f"correlation with test accuracy: training accuracy {np.corrcoef(test_acc, train_acc)[0, 1]:.2f}, "
+              f"validation accuracy {np.corrcoef(test_acc, val_acc)[0, 1]:.2f}, "
+              f"training + validation {np.corrcoef(test_acc, train_acc + val_acc)[0, 1]:.2f}")
+        for row, accuracy in zip(rows, test_acc, strict=True):
+            row["test_accuracy"] = float(accuracy)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([
-        {"prompt": p, "val_accuracy": float(v), "train_accuracy": float(a), "train_gap": float(g)}
-        for p, v, a, g in zip(prompts, val_acc, train_acc, train_gap, strict=True)], indent=1), encoding="utf-8")
+    args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
