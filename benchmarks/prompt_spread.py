@@ -12,7 +12,7 @@ scores to ``--out``.
 
     PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/prompt_spread.py --prompts 48 \\
         --max-prompt-tokens 16 --out runs/spread_16.json
-    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/prompt_spread.py --data-seed 42 --test \
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/prompt_spread.py --data-seed 42 --test \\
         --out runs/spread_42_test.json
 """
 
