@@ -100,7 +100,10 @@ def read_checkpoint(agent: Any, folder: Path) -> None:
     agent.elites = _trajectories(state["elites"])
     agent._buffer = _trajectories(state.get("finished", []))  # checkpoints before 2026-12-01 kept no overflow
     agent.screened = [(float(r), str(p)) for r, p in state["screened"]]
-    agent.screened_at_check = int(state["screened_at_check"])
+    if "screened_at_check" in state:
+        agent.screened_at_check = int(state["screened_at_check"])
+    else:  # checkpoints before ea3a9a8 kept the episodes since the last check as a second list
+        agent.screened_at_check = len(agent.screened) - len(state["screened_since_check"])
     agent.validated = set(state["validated"])
 
 

@@ -64,6 +64,24 @@ def test_resume_equals_uninterrupted_run(env_factory, tmp_path, overrides):
         (straight.screened, straight.validated, straight.pool.to_list())
 
 
+
+def test_a_screened_checkpoint_of_the_older_format_resumes_where_it_was(env_factory, tmp_path):
+    from prompt_gym.agents.appo.persistence import read_checkpoint
+
+    agent = fresh(env_factory, selection="screened", screen_samples=1)
+    agent.learn(total_updates=3, progress_bar=False)  # a check at update 2, one update after it
+    agent.save_checkpoint(tmp_path / "ckpt")
+    folder = latest_checkpoint(tmp_path / "ckpt")
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    at_check = state.pop("screened_at_check")
+    assert 0 < at_check < len(state["screened"])
+    state["screened_since_check"] = state["screened"][at_check:]  # how checkpoints before ea3a9a8 kept it
+    (folder / "state.json").write_text(json.dumps(state), encoding="utf-8")
+
+    resumed = fresh(env_factory, selection="screened", screen_samples=1)
+    read_checkpoint(resumed, folder)
+    assert (resumed.screened_at_check, resumed.screened) == (agent.screened_at_check, agent.screened)
+
 def test_checkpoint_is_atomic_and_verified(env_factory, tmp_path):
     agent = fresh(env_factory)
     agent.learn(total_updates=1, progress_bar=False)
