@@ -33,7 +33,8 @@ from pathlib import Path
 POOL_LINE = re.compile(r"^\s+val [\d.]+ \(gap [\d.]+\)\s+test ([\d.]+)\s+((['\"]).*\3)$")  # the prompt as repr()
 POLICY_LINE = re.compile(r"^(?:\[seed \d+, [^\]]*\] )?(.+?): mean test accuracy [\d.]+ over \d+ sampled prompts "
                          r"\(([^)]*)\)$")
-RUN_FOLDER = re.compile(r"runs/([\w.-]+)")
+POOL_HEADER = re.compile(r"^runs/([\w.-]+) ([\w-]+) seed \d+:")
+POLICY_HEADER = re.compile(r"^=== .* runs/([\w.-]+) ([\w-]+) \d+$")
 TASK_SLUGS = {"sst2": "PromptTune-SST2-v0", "mr": "PromptTune-MR-v0", "cr": "PromptTune-CR-v0"}
 
 
@@ -77,31 +78,36 @@ def picks(logs: Path, env_id: str) -> Iterator[TestScoring]:
                               result["agent"])
 
 
+def lines_by_run(path: Path, header: re.Pattern[str], logs: Path) -> Iterator[tuple[str | None, str | None, str]]:
+    """``(environment, agent, line)`` for each line of a log whose ``header`` lines name the run folder and agent.
+
+    Lines before the first header take the environment of the log's file name and no agent.
+    """
+    env_id, agent = env_of(path.name, logs, path.name), None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = header.match(line)
+        if match:
+            env_id, agent = env_of(match.group(1), logs, path.name), match.group(2)
+        else:
+            yield env_id, agent, line
+
+
 def pool_scorings(logs: Path, env_id: str) -> Iterator[TestScoring]:
-    """Pooled prompts scored on test by ``pool_test_accuracy.py``; a header line names each run and agent."""
+    """Pooled prompts scored on test by ``pool_test_accuracy.py``."""
     for path in sorted(logs.glob("*-pool-test.log")):
-        current_env, agent = None, None
-        for line in path.read_text(encoding="utf-8").splitlines():
-            header = re.match(r"^runs/([\w.-]+) ([\w-]+) seed \d+:", line)
-            if header:
-                current_env, agent = env_of(header.group(1), logs, path.name), header.group(2)
-                continue
+        for line_env, agent, line in lines_by_run(path, POOL_HEADER, logs):
             match = POOL_LINE.match(line)
-            if match and current_env == env_id:
+            if match and line_env == env_id:
                 yield TestScoring(path.name, "pool", float(match.group(1)), ast.literal_eval(match.group(2)), agent)
 
 
 def policy_scorings(logs: Path, env_id: str) -> Iterator[TestScoring]:
     """Prompts sampled from starting and trained policies (``policy_test_accuracy.py``); no texts are logged."""
     for path in sorted(logs.glob("*-policy-test.log")):
-        current_env, agent, seen = env_of(path.name, logs, path.name), None, set()
-        for line in path.read_text(encoding="utf-8").splitlines():
-            header = re.match(r"^=== .* runs/([\w.-]+) ([\w-]+) \d+$", line)
-            if header:
-                current_env, agent = env_of(header.group(1), logs, path.name), header.group(2)
-                continue
+        seen = set()
+        for line_env, agent, line in lines_by_run(path, POLICY_HEADER, logs):
             match = POLICY_LINE.match(line)
-            if match and current_env == env_id and line not in seen:  # a starting policy is logged once per run
+            if match and line_env == env_id and line not in seen:  # a starting policy is logged once per run
                 seen.add(line)
                 for value in match.group(2).split(","):
                     yield TestScoring(path.name, "policy sample", float(value), None, agent)
