@@ -12,7 +12,9 @@ the kept logs hold for one environment, to show how much room there is above ran
 
 A log names its run folder (``runs/<name>``); the environment is read from that comparison's
 ``config.json`` under the logs folder, otherwise from the task slug in the log's file name. Nothing
-here selects anything: test scores are read for reporting only.
+here selects anything: test scores are read for reporting only. The random-search mean it prints
+averages every kept random-search pick on the environment, whatever its budget (today one
+comparison per task).
 
     python benchmarks/headroom.py                                  # SST-2, benchmarks/logs
     python benchmarks/headroom.py --env PromptTune-MR-v0 --above 0.72
