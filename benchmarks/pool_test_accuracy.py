@@ -6,9 +6,11 @@ test accuracy. The pool is ranked by validation (accuracy, then verbalizer gap);
 first prompt of its final pool, which the updates after the newest checkpoint and the final
 selection can still change: the script says where the reported prompt stands in the pool it read.
 Works for APPO (``agent/pool.json``) and random search (the ``pool`` of ``agent/agent.json``).
+The target is the comparison's (``--target``), otherwise the agent model. ``--json FILE`` appends
+the scores as one JSON line (``headroom.py`` reads it).
 
     PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/pool_test_accuracy.py runs/learn-sst2-elite \\
-        --agent random-search --seed 13
+        --agent random-search --seed 13 --json benchmarks/logs/learn-sst2-pool-test.jsonl
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ import argparse
 import json
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
+from compared_runs import append_record, newest_checkpoint, rebuild_env, run_folder, run_identity
 
-import prompt_gym  # noqa: F401  (registers the environments)
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.models import load_causal_lm
@@ -42,17 +43,14 @@ def main() -> None:
     parser.add_argument("--agent", required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="append the scores to this JSON-lines file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    compared = json.loads((args.folder / "config.json").read_text(encoding="utf-8"))
-    run = args.folder / "runs" / args.agent / f"seed-{args.seed}"
-    checkpoint = ckpt.latest_checkpoint(run / "checkpoints")
+    run = run_folder(args.folder, args.agent, args.seed)
+    checkpoint = newest_checkpoint(args.folder, args.agent, args.seed)
     pool, model_name = read_pool(checkpoint / "agent")
     model, tokenizer = load_causal_lm(model_name)
-    kwargs = dict(compared["env_kwargs"]) | {"action_mode": "text"}
-    if compared.get("vary_data", True):
-        kwargs["data_seed"] = args.seed
-    env = gym.make(compared["env_id"], target=(model, tokenizer), tokenizer=tokenizer, **kwargs)
+    env = rebuild_env(args.folder, args.seed, model, tokenizer)
     prompts_in_pool = [entry["prompt"] for entry in pool]
     tested = evaluate_prompts(env.unwrapped.scorer, env.unwrapped.task, prompts_in_pool, split="test")
     reported = json.loads((run / "result.json").read_text(encoding="utf-8")) if (run / "result.json").is_file() else {}
@@ -67,6 +65,12 @@ def main() -> None:
     accuracies = [result["accuracy"] for result in tested]
     print(f"  test accuracy of the pool: mean {np.mean(accuracies):.3f}, min {min(accuracies):.3f}, "
           f"max {max(accuracies):.3f}")
+    append_record(args.json, run_identity(args.folder, args.agent, args.seed) | {
+        "script": "pool_test_accuracy", "checkpoint": checkpoint.name,
+        "reported": {key: reported.get(key) for key in ("prompt", "test_accuracy", "num_updates")},
+        "prompts": [{"prompt": entry["prompt"], "val_accuracy": entry["val_accuracy"], "val_gap": entry["val_gap"],
+                     "test_accuracy": result["accuracy"]} for entry, result in zip(pool, tested, strict=True)],
+    })
 
 
 if __name__ == "__main__":
