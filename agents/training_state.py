@@ -69,12 +69,16 @@ def read_training_state(agent: Any, folder: Path) -> dict[str, Any]:
 def check_same_config(agent: Any, meta: dict[str, Any], folder: Path) -> None:
     """Refuse a checkpoint whose saved ``config`` / ``model_config`` (``meta``) differ from ``agent``'s.
 
+    A config field listed in its class's ``ADDED_FIELDS`` and missing from an older checkpoint reads
+    as the value listed there (the one that behaves as the code that wrote the checkpoint did).
+
     Raises:
         prompt_gym.checkpoint.CheckpointError: The fields differ (the message names them).
     """
-    saved = meta["config"] | meta["model_config"]
+    saved_config = getattr(agent.config, "ADDED_FIELDS", {}) | meta["config"]
+    saved = saved_config | meta["model_config"]
     current = asdict(agent.config) | asdict(agent.model_config)
-    if meta["config"] != asdict(agent.config) or meta["model_config"] != asdict(agent.model_config):
+    if saved_config != asdict(agent.config) or meta["model_config"] != asdict(agent.model_config):
         missing = object()
         diff = sorted(k for k in saved.keys() | current.keys() if saved.get(k, missing) != current.get(k, missing))
         unknown = sorted(current.keys() - saved.keys())

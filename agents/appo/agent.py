@@ -297,42 +297,51 @@ class APPOAgent(LLMPromptAgent):
             if cfg.whiten_advantages:
                 advantages = L.whiten(advantages, mask)
         totals: dict[str, float] = {}
-        steps = 0
-        for _ in range(cfg.ppo_epochs):
-            for rows in torch.randperm(len(batch)).split(cfg.minibatch_size or len(batch)):
-                if first_pass is not None:  # the whole batch in its own order: the loss is a mean over rows
-                    index = list(range(len(batch)))
-                    logprobs, values, mb_mask, entropy = first_pass
-                    first_pass = None
-                else:
-                    index = rows.tolist()
-                    logprobs, values, mb_mask, entropy = policy.sequence_logprobs(
-                        [contexts[i] for i in index], [actions[i] for i in index], self.pad_id, cfg.temperature,
-                        with_entropy=True)
-                width = mb_mask.shape[1]
-                loss, step_stats, value_part = self._loss(
-                    logprobs, values, old_logprobs[index, :width], old_values[index, :width],
-                    advantages[index, :width], None if returns is None else returns[index, :width], mb_mask)
-                step_stats["entropy"] = float(masked_mean(entropy.detach(), mb_mask))
-                if steps == 0 and value_part is not None:
-                    step_stats |= self._gradient_norms(loss, value_part)
-                self.optimizer.zero_grad()
-                loss.backward()
-                if steps == 0 and value_part is None:  # the loss is the policy loss: its gradient is in .grad
-                    step_stats["policy_grad_norm"] = self._adapter_grad_norm()
-                if cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                for key, value in step_stats.items():
-                    totals[key] = totals.get(key, 0.0) + value
-                steps += 1
-        stats = {f"train/{key}": value / steps for key, value in totals.items()}
+        measured = steps = 0
+        minibatches = [rows for _ in range(cfg.ppo_epochs)
+                       for rows in torch.randperm(len(batch)).split(cfg.minibatch_size or len(batch))]
+        for rows in minibatches:
+            if first_pass is not None:  # the whole batch in its own order: the loss is a mean over rows
+                index = list(range(len(batch)))
+                logprobs, values, mb_mask, entropy = first_pass
+                first_pass = None
+            else:
+                index = rows.tolist()
+                logprobs, values, mb_mask, entropy = policy.sequence_logprobs(
+                    [contexts[i] for i in index], [actions[i] for i in index], self.pad_id, cfg.temperature,
+                    with_entropy=True)
+            width = mb_mask.shape[1]
+            loss, step_stats, value_part = self._loss(
+                logprobs, values, old_logprobs[index, :width], old_values[index, :width],
+                advantages[index, :width], None if returns is None else returns[index, :width], mb_mask)
+            step_stats["entropy"] = float(masked_mean(entropy.detach(), mb_mask))
+            if steps == 0 and value_part is not None:
+                step_stats |= self._gradient_norms(loss, value_part)
+            for key, value in step_stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            measured += 1
+            if self._kl_too_far(step_stats["approx_kl"]):
+                break
+            self.optimizer.zero_grad()
+            loss.backward()
+            if steps == 0 and value_part is None:  # the loss is the policy loss: its gradient is in .grad
+                totals["policy_grad_norm"] = self._adapter_grad_norm()
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            steps += 1
+        stats = {f"train/{key}": value / measured for key, value in totals.items()}
         for key in ("policy_grad_norm", "value_grad_norm"):  # measured once, on the first minibatch
             if f"train/{key}" in stats:
-                stats[f"train/{key}"] *= steps
+                stats[f"train/{key}"] *= measured
+        stats["train/gradient_steps"] = float(steps)
         stats["anchor/kl"] = float(masked_mean(kl, mask))
         stats["train/kl_share"] = L.kl_share(scores, kl, mask, cfg.kl_coef)
         return stats
+
+    def _kl_too_far(self, approx_kl: float) -> bool:
+        """Whether ``config.target_kl`` stops this update's PPO passes (Stable-Baselines3's rule: ``> 1.5 * target_kl``)."""
+        return self.config.target_kl is not None and approx_kl > 1.5 * self.config.target_kl
 
     def _first_pass_gives_old_logprobs(self, batch_size: int) -> bool:
         """Whether the first PPO minibatch is the whole batch, so its forward pass can give the old log-probs."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from prompt_gym.agents.configs import LLMAgentConfig, ModelConfig, require
 
@@ -63,6 +63,10 @@ class APPOConfig(LLMAgentConfig):
         vf_coef: Weight of the value loss.
         kl_coef: beta of the per-token KL penalty ``-beta (log pi - log pi_anchor)``.
         max_grad_norm: Gradient-norm clip; ``None`` disables clipping (as in the paper's code).
+        target_kl: Stop an update's PPO passes early, before the step, once a minibatch's
+            ``approx_kl`` to the update's starting policy exceeds ``1.5 * target_kl`` (as
+            Stable-Baselines3's PPO does); ``train/gradient_steps`` logs the steps taken. ``None``:
+            always run every epoch.
         whiten_advantages: Normalise advantages over the batch's tokens.
         fixed_reference: Ablation "plain PPO": the KL reference is the starting policy and the anchor
             is never checked, promoted or rolled back.
@@ -100,6 +104,7 @@ class APPOConfig(LLMAgentConfig):
     vf_coef: float = 0.1
     kl_coef: float = 0.2
     max_grad_norm: float | None = None
+    target_kl: float | None = None
     whiten_advantages: bool = True
     fixed_reference: bool = False
     rollback: bool = True
@@ -109,6 +114,10 @@ class APPOConfig(LLMAgentConfig):
     anchor_threshold: float = 0.05
     selection: str = "checks"
     screen_samples: int = 2
+
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {"target_kl": None}
+    """Fields added after runs were checkpointed, with the value that behaves as the code before them:
+    a checkpoint without one of them resumes as if it held that value."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -133,6 +142,7 @@ class APPOConfig(LLMAgentConfig):
         require(self.clip_range > 0 and self.clip_range_value > 0, "clip_range and clip_range_value must be positive.")
         require(self.vf_coef >= 0 and self.kl_coef >= 0, "vf_coef and kl_coef must be non-negative.")
         require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be None or positive.")
+        require(self.target_kl is None or self.target_kl > 0, f"target_kl must be None or positive, got {self.target_kl}.")
         require(self.anchor_check_interval >= 1, "anchor_check_interval must be a positive number of updates.")
         require(self.anchor_samples >= 1, f"anchor_samples must be positive, got {self.anchor_samples}.")
         require(0.0 <= self.anchor_threshold < 1.0,

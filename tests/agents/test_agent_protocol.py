@@ -93,10 +93,10 @@ def test_configs_share_their_bases_and_keep_their_defaults():
         "seed": 0, "device": "auto", "learning_rate": 1e-3, "anneal_lr": False, "batch_size": 8, "advantage": "batch",
         "shared_meta_prompt": None, "elite_replay": 8, "minibatch_size": None, "ppo_epochs": 2, "gamma": 1.0,
         "gae_lambda": 0.95, "clip_range": 0.2, "clip_range_value": 0.2, "vf_coef": 0.1, "kl_coef": 0.2,
-        "max_grad_norm": None, "whiten_advantages": True, "temperature": 1.0, "max_prompt_tokens": None,
-        "fixed_reference": False, "rollback": True, "reset_optimizer_on_rollback": True, "anchor_check_interval": 5,
-        "anchor_samples": 8, "anchor_threshold": 0.05, "selection": "checks", "screen_samples": 2, "pool_size": 5,
-        "final_samples": 4}
+        "max_grad_norm": None, "target_kl": None, "whiten_advantages": True, "temperature": 1.0,
+        "max_prompt_tokens": None, "fixed_reference": False, "rollback": True, "reset_optimizer_on_rollback": True,
+        "anchor_check_interval": 5, "anchor_samples": 8, "anchor_threshold": 0.05, "selection": "checks",
+        "screen_samples": 2, "pool_size": 5, "final_samples": 4}
     shared = {"seed": 0, "device": "auto", "temperature": 1.0, "max_prompt_tokens": None, "eval_interval": 5,
               "eval_samples": 2, "pool_size": 5, "final_samples": 4}
     assert dataclasses.asdict(PGGroupConfig()) == shared | {

@@ -30,6 +30,29 @@ def test_appo_learns_the_toy_task():
     assert last > 0.8, rewards
 
 
+@pytest.mark.parametrize("minibatch_size", [None, 1])
+def test_target_kl_stops_the_passes_once_the_policy_moved_too_far(toy_env, minibatch_size):
+    """One step at lr 1e-2 moves a tiny model far; a tiny ``target_kl`` stops the update right after it."""
+
+    def last_stats(**options):
+        tokenizer = WordTokenizer()
+        config = APPOConfig(seed=0, learning_rate=1e-2, batch_size=8, minibatch_size=minibatch_size, ppo_epochs=3,
+                            anchor_check_interval=1000, anchor_samples=1, final_samples=1, **options)
+        agent = APPOAgent(toy_env, config, LORA, model=build_tiny_lm(tokenizer), tokenizer=tokenizer)
+        agent.learn(total_updates=1, progress_bar=False)
+        return agent.last_stats
+
+    assert last_stats()["train/gradient_steps"] == 3 * (1 if minibatch_size is None else 8)
+    stopped = last_stats(target_kl=1e-9)
+    assert stopped["train/gradient_steps"] == 1
+    assert stopped["train/approx_kl"] > 1e-9
+
+
+def test_target_kl_must_be_positive():
+    with pytest.raises(ValueError, match="target_kl must be None or positive"):
+        APPOConfig(target_kl=0.0)
+
+
 def test_vector_env_same_step_with_kv_cache():
     tokenizer = WordTokenizer()
     envs = gym.make_vec("PromptTune-Toy-v0", 3, vectorization_mode="sync",

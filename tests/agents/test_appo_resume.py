@@ -146,3 +146,17 @@ def test_a_checkpoint_older_than_a_config_field_is_refused_naming_the_field(tmp_
     del saved["config"]["shared_meta_prompt"]  # a field whose default is None, written before it existed
     with pytest.raises(CheckpointError, match=r"fields \['shared_meta_prompt'\].*predates the fields"):
         check_same_config(agent, saved, tmp_path)
+
+
+def test_a_checkpoint_older_than_an_added_field_resumes_with_the_value_that_behaves_as_before(tmp_path):
+    from types import SimpleNamespace
+
+    from prompt_gym.agents.appo.config import APPOConfig, ModelConfig
+    from prompt_gym.agents.training_state import check_same_config
+
+    saved = {"config": dataclasses.asdict(APPOConfig()), "model_config": dataclasses.asdict(ModelConfig())}
+    del saved["config"]["target_kl"]  # written before target_kl existed, when every epoch ran
+    check_same_config(SimpleNamespace(config=APPOConfig(), model_config=ModelConfig()), saved, tmp_path)
+    with pytest.raises(CheckpointError, match=r"fields \['target_kl'\]"):
+        check_same_config(SimpleNamespace(config=APPOConfig(target_kl=0.05), model_config=ModelConfig()), saved,
+                          tmp_path)
