@@ -13,14 +13,16 @@ verifies) and the options given are then set on its config. Prints the diagnosti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+from compared_runs import comparison_config, run_folder
 
-from prompt_gym.runs.compare import CompareConfig, _settings, run_dir
+from prompt_gym.runs.compare import CompareConfig, run_settings
 from prompt_gym.runs.pipeline import Run
 
 SHOWN = ("train/approx_kl", "train/clip_fraction", "train/gradient_steps", "train/policy_grad_norm", "train/entropy",
@@ -29,8 +31,7 @@ SHOWN = ("train/approx_kl", "train/clip_fraction", "train/gradient_steps", "trai
 
 def scratch_copy(folder: Path, agent: str, seed: int, step: int, scratch: Path) -> CompareConfig:
     """Copy the run's checkpoint ``step-{step}`` and log into ``scratch``; the comparison's config pointing there."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    source, target = run_dir(folder, agent, seed), run_dir(scratch, agent, seed)
+    source, target = run_folder(folder, agent, seed), run_folder(scratch, agent, seed)
     name = f"step-{step:06d}"
     if not (source / "checkpoints" / name).is_dir():
         kept = sorted(path.name for path in (source / "checkpoints").glob("step-*"))
@@ -38,7 +39,7 @@ def scratch_copy(folder: Path, agent: str, seed: int, step: int, scratch: Path) 
     shutil.copytree(source / "checkpoints" / name, target / "checkpoints" / name)
     (target / "checkpoints" / "latest").write_text(name, encoding="utf-8")
     shutil.copytree(source / "log", target / "log")
-    return CompareConfig(**config | {"out": scratch})
+    return CompareConfig(**comparison_config(folder) | {"out": scratch})
 
 
 def main() -> None:
@@ -54,13 +55,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         config = scratch_copy(args.folder, args.agent, args.seed, args.step, Path(scratch))
-        run = Run(_settings(config, args.agent, args.seed), resume=True)
+        run = Run(run_settings(config, args.agent, args.seed), resume=True)
         run.load()
-        run.start(log_folder=run_dir(config.out, args.agent, args.seed) / "log", tensorboard=False)
-        for key, value in args.options.items():
-            if not hasattr(run.agent.config, key):
-                raise SystemExit(f"{type(run.agent.config).__name__} has no field {key!r}.")
-            setattr(run.agent.config, key, value)
+        run.start(log_folder=run_folder(config.out, args.agent, args.seed) / "log", tensorboard=False)
+        changed = dataclasses.replace(run.agent.config, **args.options)  # unknown or invalid options raise here
+        for key in args.options:
+            setattr(run.agent.config, key, getattr(changed, key))
         for _ in range(args.updates):
             run.agent.learn(total_updates=run.agent.num_updates + 1, progress_bar=False)
             stats = run.agent.last_stats

@@ -236,7 +236,7 @@ def _env_kwargs(config: CompareConfig, seed: int) -> dict[str, Any]:
     return config.env_kwargs | ({"data_seed": seed} if config.vary_data else {})
 
 
-def _settings(config: CompareConfig, agent: str, seed: int) -> RunSettings:
+def run_settings(config: CompareConfig, agent: str, seed: int) -> RunSettings:
     """The run of ``agent`` with ``seed``: its config from the options, the seed's data split (``vary_data``)."""
     spec = get_agent_spec(agent)
     options = config.agent_options.get(agent, {})
@@ -258,7 +258,7 @@ def run_one(config: CompareConfig, agent_name: str, seed: int) -> dict[str, Any]
         prompt_gym.checkpoint.CheckpointError: The run has checkpoints but none verifies (the
             message says to delete the run's folder to start it again).
     """
-    settings = _settings(config, agent_name, seed)
+    settings = run_settings(config, agent_name, seed)
     folder = Path(settings.out)
     try:
         run = Run(settings, resume=has_checkpoints(folder / CHECKPOINTS))
