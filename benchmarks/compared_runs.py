@@ -15,6 +15,7 @@ import gymnasium as gym
 
 import prompt_gym  # noqa: F401  (registers the environments)
 from prompt_gym import checkpoint as ckpt
+from prompt_gym.runs.compare import run_dir
 
 
 def comparison_config(folder: Path) -> dict[str, Any]:
@@ -27,14 +28,9 @@ def target_of(config: dict[str, Any]) -> str | None:
     return config["env_kwargs"].get("target")
 
 
-def run_folder(folder: Path, agent: str, seed: int) -> Path:
-    """The folder of one (agent, seed) run of a comparison."""
-    return folder / "runs" / agent / f"seed-{seed}"
-
-
 def newest_checkpoint(folder: Path, agent: str, seed: int) -> Path:
     """The newest checkpoint of one run (``step-NNNNNN``)."""
-    return ckpt.latest_checkpoint(run_folder(folder, agent, seed) / "checkpoints")
+    return ckpt.latest_checkpoint(run_dir(folder, agent, seed) / "checkpoints")
 
 
 def rebuild_env(folder: Path, seed: int, model: Any, tokenizer: Any) -> gym.Env:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from compared_runs import append_record, newest_checkpoint, rebuild_env, run_folder, run_identity
+from compared_runs import append_record, newest_checkpoint, rebuild_env, run_identity
 
 from prompt_gym import checkpoint as ckpt
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.models import load_causal_lm
+from prompt_gym.runs.compare import run_dir
 
 
 def read_pool(agent_folder: Path) -> tuple[list[dict], str]:
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="append the scores to this JSON-lines file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    run = run_folder(args.folder, args.agent, args.seed)
+    run = run_dir(args.folder, args.agent, args.seed)
     checkpoint = newest_checkpoint(args.folder, args.agent, args.seed)
     pool, model_name = read_pool(checkpoint / "agent")
     model, tokenizer = load_causal_lm(model_name)

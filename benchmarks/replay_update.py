@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from compared_runs import comparison_config, run_folder
+from compared_runs import comparison_config
 
-from prompt_gym.runs.compare import CompareConfig, run_settings
+from prompt_gym.runs.compare import CompareConfig, run_dir, run_settings
 from prompt_gym.runs.pipeline import Run
 
 SHOWN = ("train/approx_kl", "train/clip_fraction", "train/gradient_steps", "train/policy_grad_norm", "train/entropy",
@@ -31,7 +31,7 @@ SHOWN = ("train/approx_kl", "train/clip_fraction", "train/gradient_steps", "trai
 
 def scratch_copy(folder: Path, agent: str, seed: int, step: int, scratch: Path) -> CompareConfig:
     """Copy the run's checkpoint ``step-{step}`` and log into ``scratch``; the comparison's config pointing there."""
-    source, target = run_folder(folder, agent, seed), run_folder(scratch, agent, seed)
+    source, target = run_dir(folder, agent, seed), run_dir(scratch, agent, seed)
     name = f"step-{step:06d}"
     if not (source / "checkpoints" / name).is_dir():
         kept = sorted(path.name for path in (source / "checkpoints").glob("step-*"))
@@ -57,7 +57,7 @@ def main() -> None:
         config = scratch_copy(args.folder, args.agent, args.seed, args.step, Path(scratch))
         run = Run(run_settings(config, args.agent, args.seed), resume=True)
         run.load()
-        run.start(log_folder=run_folder(config.out, args.agent, args.seed) / "log", tensorboard=False)
+        run.start(log_folder=run_dir(config.out, args.agent, args.seed) / "log", tensorboard=False)
         changed = dataclasses.replace(run.agent.config, **args.options)  # unknown or invalid options raise here
         for key in args.options:
             setattr(run.agent.config, key, getattr(changed, key))
