@@ -7,7 +7,8 @@ update 0, the mean of the last three, the change, the best) and draws one figure
 agent against target-LLM evaluations. With ``--training`` it adds each run's training-batch accuracy
 (``rollout/accuracy``: the sampled prompts on the reward batch, a running mean of 5 logged updates) as a
 dashed line and a table column: a policy that fits the training examples without generalising shows
-a dashed line that climbs while the solid one stays flat.
+a dashed line that climbs while the solid one stays flat. For APPO the table also gives the update of
+the anchor's first promotion (``anchor/promotions``), the earliest sign that a seed is learning.
 
     python benchmarks/policy_curves.py runs/learn-sst2 --out benchmarks/figures/learn_sst2_policy.png
     python benchmarks/policy_curves.py runs/learn-sst2-elite runs/learn-sst2-ppo    # agents of both, one figure
@@ -24,6 +25,7 @@ from typing import Any
 
 KEY = "eval/policy_accuracy"
 TRAINING_KEY = "rollout/accuracy"
+PROMOTIONS_KEY = "anchor/promotions"
 X_KEY = "time/target_evaluations"
 TRAINING_WINDOW = 5
 
@@ -55,12 +57,22 @@ def running_mean(points: list[tuple[int, float, float]], window: int = TRAINING_
             for i, (update, x, _) in enumerate(points)]
 
 
-def summary_rows(curves: Curves, training: Curves | None = None) -> list[dict[str, Any]]:
+def first_promotion(points: list[tuple[int, float, float]] | None) -> str:
+    """The update at which the running count of promotions first exceeds 0; "none" if never, "-" if not logged."""
+    if not points:
+        return "-"
+    return next((str(update) for update, _, count in points if count > 0), "none")
+
+
+def summary_rows(
+    curves: Curves, training: Curves | None = None, promotions: Curves | None = None
+) -> list[dict[str, Any]]:
     """One row per (agent, seed): the first measurement, the mean of the last three, their difference, the best.
 
     With ``training``, each row also has ``training_first`` and ``training_late``: the mean
     training-batch accuracy of the first and the last ``2 * TRAINING_WINDOW`` logged updates (fewer
-    when the log is short, so that the two never overlap).
+    when the log is short, so that the two never overlap). Every row has ``first_promotion``
+    (:func:`first_promotion` of the run's ``promotions`` points).
     """
     rows = []
     for agent, seeds in curves.items():
@@ -69,7 +81,8 @@ def summary_rows(curves: Curves, training: Curves | None = None) -> list[dict[st
             late = sum(p[2] for p in tail) / len(tail)
             row = {"agent": agent, "seed": seed, "first": first[2], "late_updates": f"{tail[0][0]}-{tail[-1][0]}",
                    "late": late, "change": late - first[2], "best": max(p[2] for p in points),
-                   "evaluations": tail[-1][1]}
+                   "evaluations": tail[-1][1],
+                   "first_promotion": first_promotion((promotions or {}).get(agent, {}).get(seed))}
             batches = (training or {}).get(agent, {}).get(seed)
             if batches and len(batches) >= 2:
                 span = min(2 * TRAINING_WINDOW, len(batches) // 2)  # two windows that do not overlap
@@ -121,6 +134,7 @@ def main() -> None:
                         help=f"also show the training-batch accuracy ({TRAINING_KEY}) to see a policy overfit")
     args = parser.parse_args()
     curves: Curves = {}
+    promotions: Curves = {}
     training: Curves | None = {} if args.training else None
     folders = []
     for argument in args.folders:
@@ -132,17 +146,20 @@ def main() -> None:
                 raise SystemExit(f"Agent {agent!r} appears in more than one folder; give each agent's runs once "
                                  "or tag a folder (FOLDER=TAG).")
             curves[agent] = seeds
+        for agent, seeds in read_curves(Path(folder), PROMOTIONS_KEY).items():
+            promotions[f"{agent} ({tag})" if tag else agent] = seeds
         if training is not None:
             for agent, seeds in read_curves(Path(folder), TRAINING_KEY).items():
                 training[f"{agent} ({tag})" if tag else agent] = seeds
     if not curves:
         raise SystemExit(f"No run in {', '.join(map(str, folders))} has logged {KEY} yet.")
     extra = f" training batch: first -> last {2 * TRAINING_WINDOW} logged updates |" if training is not None else ""
-    print(f"| agent | seed | update 0 | last three checks (updates) | change | best check | evaluations |{extra}")
-    print("|---|---|---|---|---|---|---|" + ("---|" if extra else ""))
-    for row in summary_rows(curves, training):
+    print("| agent | seed | update 0 | last three checks (updates) | change | best check | first promotion | "
+          f"evaluations |{extra}")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if extra else ""))
+    for row in summary_rows(curves, training, promotions):
         line = (f"| {row['agent']} | {row['seed']} | {row['first']:.3f} | {row['late']:.3f} ({row['late_updates']}) | "
-                f"{row['change']:+.3f} | {row['best']:.3f} | {row['evaluations']:.0f} |")
+                f"{row['change']:+.3f} | {row['best']:.3f} | {row['first_promotion']} | {row['evaluations']:.0f} |")
         if extra:
             line += (f" {row['training_first']:.3f} -> {row['training_late']:.3f} |" if "training_late" in row else " - |")
         print(line)
