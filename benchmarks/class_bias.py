@@ -46,11 +46,12 @@ def bias_table(log_probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarra
     predicted = log_probs.argmax(axis=2)
     calibrated = (log_probs - log_probs.mean(axis=1, keepdims=True)).argmax(axis=2)
     one_hot = np.eye(classes)[labels]
+    predicted_one_hot = predicted[:, :, None] == np.arange(classes)
     return {
         "accuracy": (predicted == labels).mean(axis=1),
         "calibrated_accuracy": (calibrated == labels).mean(axis=1),
-        "predicted_share": np.stack([(predicted == c).mean(axis=1) for c in range(classes)], axis=1),
-        "recall": ((predicted[:, :, None] == np.arange(classes)) * one_hot).sum(axis=1) / one_hot.sum(axis=0),
+        "predicted_share": predicted_one_hot.mean(axis=1),
+        "recall": (predicted_one_hot * one_hot).sum(axis=1) / one_hot.sum(axis=0),
     }
 
 

@@ -125,6 +125,11 @@ def plot(curves: Curves, path: Path, training: Curves | None = None) -> Path:
     return path
 
 
+def tagged(agent: str, tag: str) -> str:
+    """The agent's name as the table and figure show it: ``"agent (TAG)"`` for a folder given as ``FOLDER=TAG``."""
+    return f"{agent} ({tag})" if tag else agent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+",
@@ -141,16 +146,16 @@ def main() -> None:
         folder, _, tag = argument.partition("=")
         folders.append(Path(folder))
         for agent, seeds in read_curves(Path(folder)).items():
-            agent = f"{agent} ({tag})" if tag else agent
+            agent = tagged(agent, tag)
             if agent in curves:
                 raise SystemExit(f"Agent {agent!r} appears in more than one folder; give each agent's runs once "
                                  "or tag a folder (FOLDER=TAG).")
             curves[agent] = seeds
         for agent, seeds in read_curves(Path(folder), PROMOTIONS_KEY).items():
-            promotions[f"{agent} ({tag})" if tag else agent] = seeds
+            promotions[tagged(agent, tag)] = seeds
         if training is not None:
             for agent, seeds in read_curves(Path(folder), TRAINING_KEY).items():
-                training[f"{agent} ({tag})" if tag else agent] = seeds
+                training[tagged(agent, tag)] = seeds
     if not curves:
         raise SystemExit(f"No run in {', '.join(map(str, folders))} has logged {KEY} yet.")
     extra = f" training batch: first -> last {2 * TRAINING_WINDOW} logged updates |" if training is not None else ""
