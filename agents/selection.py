@@ -17,6 +17,7 @@ from prompt_gym.agents.base import Agent
 from prompt_gym.agents.configs import SelectionConfig
 from prompt_gym.agents.pool import PromptPool
 from prompt_gym.agents.rollout import EnvAdapter
+from prompt_gym.calibration import extra_evaluations_per_prompt
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.logging import Logger
 
@@ -88,8 +89,13 @@ class SelectingAgent(Agent):
         return best["val_accuracy"] if best else float("nan")
 
     def selection_evaluations(self) -> int:
-        """Most target evaluations :meth:`select_prompt` can spend: ``1 + final_samples`` prompts on validation."""
-        return (1 + self.config.final_samples) * len(self.env.attr("task").split("validation"))
+        """Most target evaluations :meth:`select_prompt` can spend: ``1 + final_samples`` prompts on validation.
+
+        A calibrated target may also score each prompt's content-free inputs (see
+        :func:`prompt_gym.calibration.extra_evaluations_per_prompt`).
+        """
+        per_prompt = len(self.env.attr("task").split("validation")) + extra_evaluations_per_prompt(self.env.attr("scorer"))
+        return (1 + self.config.final_samples) * per_prompt
 
     @abc.abstractmethod
     def selection_candidates(self) -> list[str]:

@@ -9,6 +9,11 @@ the examples themselves). If prompts differ in raw accuracy but hardly in calibr
 prompt can buy on this target is a bias vector with ``classes - 1`` degrees of freedom, and the best
 prompt is the one whose bias happens to fit the split's class balance.
 
+With ``--calibration batch`` or ``content-free`` the target is the env's calibrated one
+(:mod:`prompt_gym.calibration`: each prompt's bias estimated on the training inputs or on
+content-free inputs, not on the split measured), so every column is measured after that
+calibration; run once with and once without it to compare.
+
 Prompts come from ``--prompts-json`` (a ``prompt_spread.py`` output: a list of ``{"prompt": ...}``),
 ``--prompt`` (repeatable) and the task's empty and manual prompts.
 
@@ -63,12 +68,14 @@ def main() -> None:
     parser.add_argument("--prompts-json", type=Path, help="a prompt_spread.py output")
     parser.add_argument("--limit", type=int, help="use only the first LIMIT prompts of --prompts-json")
     parser.add_argument("--prompt", action="append", default=[], help="another prompt (repeatable)")
+    parser.add_argument("--calibration", choices=["batch", "content-free"], help="score with the calibrated target")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write every prompt's numbers to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = load_causal_lm("smollm2-135m-instruct")
-    env = gym.make(args.env, target=(model, tokenizer), tokenizer=tokenizer, data_seed=args.data_seed)
+    env = gym.make(args.env, target=(model, tokenizer), tokenizer=tokenizer, data_seed=args.data_seed,
+                   calibration=args.calibration)
     task, scorer = env.unwrapped.task, env.unwrapped.scorer
     sampled = [row["prompt"] for row in json.loads(args.prompts_json.read_text())] if args.prompts_json else []
     named = {"(empty)": "", "(manual)": task.manual_prompt}
@@ -79,7 +86,8 @@ def main() -> None:
     table = bias_table(log_probs, labels)
     names = list(named) + prompts[len(named):]
     share = np.bincount(labels, minlength=len(task.verbalizer)) / len(labels)
-    print(f"{task.name} {args.split} (data seed {args.data_seed}), {len(examples)} examples, classes "
+    print(f"{task.name} {args.split} (data seed {args.data_seed}, calibration {args.calibration}), "
+          f"{len(examples)} examples, classes "
           f"{list(task.verbalizer)} with shares {np.round(share, 2).tolist()}")
     print("| prompt | acc. | bias removed | predicted share per class | recall per class |")
     print("|---|---|---|---|---|")

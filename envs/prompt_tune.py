@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from prompt_gym.calibration import CALIBRATIONS, extra_evaluations_per_prompt
 from prompt_gym.checks import check_choice, check_int, check_optional_int, check_type
 from prompt_gym.data import Example
 from prompt_gym.episode import Episode, EpisodeSampler
@@ -35,7 +36,8 @@ class PromptTuneEnv(gym.Env):
     task-agnostic request plus ``num_demos`` input/output demonstrations drawn from the task's
     validation split); the agent writes a prompt; the target LLM reads ``"{prompt}\nInput:
     {input}\nOutput:"`` for ``reward_batch_size`` training examples and its next-token scores of
-    the verbalizer words decide each answer.
+    the verbalizer words decide each answer (with ``calibration``, after dividing out the class bias
+    the target shows with the same prompt on a fixed set of inputs: :mod:`prompt_gym.calibration`).
 
     ## Action Space
 
@@ -122,6 +124,7 @@ class PromptTuneEnv(gym.Env):
     | ``test_split`` | task's | test file (SST-2: ``"validation"`` = 872, or ``"test"`` = 1,821) |
     | ``scorer_batch_size`` | 32 | rows per target forward pass |
     | ``max_new_tokens`` | task's | generation tasks: longest target answer |
+    | ``calibration`` | ``None`` | ``"batch"``, ``"content-free"``: remove the target's class bias (changes the task) |
 
     ## Example
 
@@ -158,9 +161,11 @@ class PromptTuneEnv(gym.Env):
         test_split: str | None = None,
         scorer_batch_size: int = 32,
         max_new_tokens: int | None = None,
+        calibration: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         check_choice("action_mode", action_mode, ACTION_MODES)
+        check_choice("calibration", calibration, CALIBRATIONS)
         check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
         check_type("task", task, (str, Task), "a task name (see prompt_gym.list_tasks()) or a Task")
         check_type("reward_kwargs", reward_kwargs, (dict, type(None)), "None or a dict of the reward's options")
@@ -179,7 +184,8 @@ class PromptTuneEnv(gym.Env):
         self.render_mode = render_mode
         self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer = make_tokenizer(task, tokenizer, target)
-        self.scorer = make_scorer(task, target, scorer, batch_size=scorer_batch_size, max_new_tokens=max_new_tokens)
+        self.scorer = make_scorer(task, target, scorer, batch_size=scorer_batch_size, max_new_tokens=max_new_tokens,
+                                  calibration=calibration)
         self.sampler = self._make_sampler(num_demos, reward_batch_size, max_meta_prompt_tokens)
         self.judge = PromptJudge(self.scorer, reward, reward_kwargs)
         self.eos_token_id = self.tokenizer.eos_token_id
@@ -208,9 +214,10 @@ class PromptTuneEnv(gym.Env):
     def evaluations_per_episode(self) -> int:
         """Target evaluations one finished episode costs: one per example of its reward batch.
 
+        With ``calibration``, a prompt the target has not seen also costs its calibration inputs.
         An upper bound: pairs the scorer has already cached cost nothing.
         """
-        return self.sampler.reward_batch_size
+        return self.sampler.reward_batch_size + extra_evaluations_per_prompt(self.scorer)
 
     @property
     def reward_examples(self) -> list[Example]:

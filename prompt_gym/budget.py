@@ -122,17 +122,27 @@ class BudgetedScorer:
             self.num_requested += pairs
             self.free_streak = 0 if spent else self.free_streak + pairs
 
+    def _worst_case(self, prompts: Sequence[str]) -> int:
+        """Most evaluations scoring one pair per entry of ``prompts`` can cost the wrapped scorer.
+
+        One per pair, unless the scorer says more (a calibrated target also scores content-free
+        inputs for prompts it has not seen: :meth:`prompt_gym.calibration.CalibratedScorer.max_evaluations`).
+        """
+        max_evaluations = getattr(self.scorer, "max_evaluations", None)
+        return len(prompts) if max_evaluations is None else max_evaluations(prompts)
+
     def score_examples(self, prompts: Sequence[str], examples: Sequence[Example]) -> ExampleScores:
-        """The wrapped ``score_examples``, charged ``len(prompts)`` evaluations at most."""
-        return self._charge(len(prompts), lambda: self.scorer.score_examples(prompts, examples))
+        """The wrapped ``score_examples``, charged ``len(prompts)`` evaluations at most (see :meth:`_worst_case`)."""
+        return self._charge(self._worst_case(prompts), lambda: self.scorer.score_examples(prompts, examples))
 
     def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
         """The wrapped ``score_pairs`` (classification targets), charged ``len(prompts)`` evaluations at most."""
-        return self._charge(len(prompts), lambda: self.scorer.score_pairs(prompts, inputs))
+        return self._charge(self._worst_case(prompts), lambda: self.scorer.score_pairs(prompts, inputs))
 
     def score(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
         """The wrapped ``score`` (classification targets), charged ``len(prompts) * len(inputs)`` evaluations at most."""
-        return self._charge(len(prompts) * len(inputs), lambda: self.scorer.score(prompts, inputs))
+        flat = [prompt for prompt in prompts for _ in inputs]
+        return self._charge(self._worst_case(flat), lambda: self.scorer.score(prompts, inputs))
 
     def __getattr__(self, name: str) -> Any:
         if name in ("scorer", "_limit"):  # not set yet (copy/pickle): avoid infinite recursion

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prompt_gym.calibration import calibrated
 from prompt_gym.generation import GenerationScorer
 from prompt_gym.models import DEFAULT_MODEL, resolve_model_path, shared_causal_lm
 from prompt_gym.remote.scorer import RemoteGenerationScorer, RemoteScorer
@@ -18,13 +19,17 @@ target (``"openai:<base_url>#<model>"`` or a :class:`~prompt_gym.remote.spec.Rem
 
 def make_scorer(
     task: Task, target: Target | None = None, scorer: Scorer | None = None, batch_size: int = 32,
-    max_new_tokens: int | None = None,
+    max_new_tokens: int | None = None, calibration: str | None = None,
 ) -> Scorer:
     """Return the scorer an environment uses.
 
     Precedence: a ready ``scorer``; else ``target`` (a spec, a ``(model, tokenizer)`` pair or a
     remote target, see :mod:`prompt_gym.remote`); else the task's own default target (the toy
     task's rule); else the default model, loaded once per process and shared.
+
+    ``calibration`` (``"batch"`` or ``"content-free"``) wraps a classification scorer in
+    :class:`~prompt_gym.calibration.CalibratedScorer` (a ready scorer calibrated so already is
+    used as it is).
 
     This is the one place that asks whether a task is a generation task: classification tasks get
     an :class:`LMScorer` (or :class:`~prompt_gym.remote.scorer.RemoteScorer`), generation tasks a
@@ -34,9 +39,19 @@ def make_scorer(
 
     Raises:
         TypeError: A ready scorer lacks ``score_examples`` or ``num_evaluations``.
-        ValueError: The scorer's verbalizer differs from the task's, or a ready scorer has another
-            metric (``"accuracy"`` is a classification scorer's).
+        ValueError: The scorer's verbalizer differs from the task's, a ready scorer has another
+            metric (``"accuracy"`` is a classification scorer's), or ``calibration`` is unknown,
+            asked of a generation task, or differs from a ready scorer's.
     """
+    if calibration is not None and task.is_generation:
+        raise ValueError(f"Task {task.name!r} is a generation task: it has no classes to calibrate; drop "
+                         "calibration (or use calibration=None).")
+    return calibrated(_scorer(task, target, scorer, batch_size, max_new_tokens), calibration, task)
+
+
+def _scorer(
+    task: Task, target: Target | None, scorer: Scorer | None, batch_size: int, max_new_tokens: int | None
+) -> Scorer:
     if scorer is not None:
         if not callable(getattr(scorer, "score_examples", None)) or not hasattr(scorer, "num_evaluations"):
             raise TypeError("scorer must be a prompt-gym scorer (score_examples() and num_evaluations; see "

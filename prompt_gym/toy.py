@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from prompt_gym.calibration import CONTENT_FREE_INPUTS
 from prompt_gym.data import Example
 from prompt_gym.scoring import BaseScorer
 from prompt_gym.tasks import Task, register_task
@@ -74,7 +75,9 @@ class RuleScorer(BaseScorer):
     case-insensitive). An input is answered correctly when ``crc32(input) % len(keywords) < k``;
     otherwise the target says the last class (a biased model). So the empty prompt gets the
     accuracy of always answering the last class, and every extra keyword helps: a good prompt is
-    easy to find, which makes the toy task learnable in seconds.
+    easy to find, which makes the toy task learnable in seconds. A content-free input
+    (:data:`prompt_gym.calibration.CONTENT_FREE_INPUTS`) gets the biased answer, so the toy target
+    can be calibrated; any other input it has no answer for is an error.
 
     Args:
         answers: Maps each input text to its true class.
@@ -103,10 +106,11 @@ class RuleScorer(BaseScorer):
         num_classes = len(self.verbalizer)
         out = np.empty((len(prompts), num_classes), dtype=np.float32)
         for row, (prompt, source) in enumerate(zip(prompts, inputs, strict=True)):
-            if source not in self.answers:
+            content_free = source in CONTENT_FREE_INPUTS
+            if source not in self.answers and not content_free:
                 raise KeyError(f"RuleScorer knows no answer for input {source!r}.")
             k = self.competence(prompt)
-            knows = zlib.crc32(source.encode()) % len(self.keywords) < k
+            knows = not content_free and zlib.crc32(source.encode()) % len(self.keywords) < k
             logits = np.zeros(num_classes)
             logits[self.answers[source] if knows else num_classes - 1] = 0.5 + 0.5 * k
             out[row] = logits - np.log(np.exp(logits).sum())

@@ -59,6 +59,8 @@ def _eval(args: argparse.Namespace) -> int:
     kwargs = {"target": args.target_model} if args.target_model else {}
     if args.test_split:
         kwargs["test_split"] = args.test_split
+    if args.calibration:
+        kwargs["calibration"] = args.calibration
     env = gym.make(args.env, **kwargs).unwrapped
     if args.manual_prompt:
         prompts.append(env.task.manual_prompt)
@@ -104,6 +106,8 @@ def build_parser(agent: str = DEFAULT_AGENT) -> argparse.ArgumentParser:
     evaluate.add_argument("--manual-prompt", action="store_true", help="also evaluate the task's manual prompt")
     evaluate.add_argument("--split", default="test", choices=("test", "validation", "train"))
     evaluate.add_argument("--test-split", help="which file serves as test (SST-2: validation=872, test=1821)")
+    evaluate.add_argument("--calibration", choices=("batch", "content-free"),
+                          help="score with the target's class bias removed per prompt (see docs/rewards.md)")
     evaluate.add_argument("--target", "--target-model", dest="target_model",
                           help="target: a model spec (default: the env's) or a served model, "
                                "openai:<base_url>#<model> (see docs/remote-target.md)")

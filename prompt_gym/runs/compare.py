@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_gym.agents.registry import get_agent_spec
+from prompt_gym.calibration import extra_evaluations_per_prompt
 from prompt_gym.checkpoint import CheckpointError, has_checkpoints, save_json
 from prompt_gym.checks import check_int
 from prompt_gym.logging import read_log
@@ -217,18 +218,19 @@ def _check_budget(config: CompareConfig) -> None:
     probe.load()  # the manual agent has no LLM: only the env and its target are loaded
     env = probe.unwrapped
     validation, episode = len(env.task.split("validation")), env.evaluations_per_episode
+    per_prompt = validation + extra_evaluations_per_prompt(env.scorer)  # a calibrated target's content-free inputs
     for name in config.agents:
         spec = get_agent_spec(name)
         learns = spec.config is not None
         final = spec.config_fields().get("final_samples") if learns else None
         prompts = 1 + (config.agent_options.get(name, {}).get("final_samples", spec.config_default("final_samples"))
                        if final is not None else 0)
-        needed = prompts * validation + (episode if learns else 0)
+        needed = prompts * per_prompt + (episode if learns else 0)
         if config.budget < needed:
             raise ValueError(f"Budget {config.budget} is too small for {name!r} on {config.env_id}: its prompt "
-                             f"selection alone may need {prompts * validation} evaluations ({prompts} prompts x "
-                             f"{validation} validation examples), and one training episode {episode} more; give "
-                             f"--budget {needed} or more.")
+                             f"selection alone may need {prompts * per_prompt} evaluations ({prompts} prompts x "
+                             f"{per_prompt} on {validation} validation examples), and one training episode {episode} "
+                             f"more; give --budget {needed} or more.")
 
 
 def _env_kwargs(config: CompareConfig, seed: int) -> dict[str, Any]:

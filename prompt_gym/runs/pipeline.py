@@ -249,8 +249,11 @@ def score_on_test(
     examples = task.split("test")
     fingerprint = zlib.crc32("\n".join(e.input for e in examples).encode())
 
+    calibration = getattr(target, "calibration", None)
+    scored_as = f"{task.name}/{len(examples)}/{fingerprint:08x}" + (f"/{calibration}" if calibration else "")
+
     def key(prompt: str) -> str:
-        return f"{task.name}/{len(examples)}/{fingerprint:08x}\t{prompt}"
+        return f"{scored_as}\t{prompt}"
 
     cache = load_json(cache_file) if cache_file is not None and cache_file.is_file() else {}
     if not isinstance(cache, dict):
