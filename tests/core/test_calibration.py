@@ -193,25 +193,22 @@ def test_a_calibrated_comparison_stays_in_budget_and_resumes(calibration, tmp_pa
 
 
 @pytest.mark.slow
-def test_real_target_calibration_lifts_the_under_predicted_class(real_lm, real_data_dir, monkeypatch):
+def test_real_target_batch_calibration_undoes_the_manual_prompts_bias_on_agnews(real_lm, real_data_dir, monkeypatch):
     monkeypatch.setenv("PROMPT_GYM_DATA_DIR", str(real_data_dir))
     task = get_task("agnews", seed=13)
     model, tokenizer = real_lm
     examples = task.split("validation")
-    prompts = ["", task.manual_prompt]
+    labels = np.array([example.label for example in examples])
     raw = LMScorer(model, tokenizer, task.verbalizer, task.template)
-    fixed = CalibratedScorer(LMScorer(model, tokenizer, task.verbalizer, task.template))
-
-    def predictions(scorer):
-        return scorer.score(prompts, [e.input for e in examples]).argmax(axis=2)
-
-    labels = np.array([e.label for e in examples])
-    before, after = predictions(raw), predictions(fixed)
-    # SmolLM2-135M rarely answers Tech (class 3) on AG News; calibration makes it answer Tech more often
-    # and raises the accuracy of both prompts (measured in benchmarks/RESULTS.md, "Learning that shows" §16).
-    assert ((after == 3).mean(axis=1) > (before == 3).mean(axis=1)).all()
-    assert ((after == labels).mean(axis=1) > (before == labels).mean(axis=1)).all()
-    assert fixed.num_evaluations == len(prompts) * (len(examples) + len(CONTENT_FREE_INPUTS))
+    fixed = calibrated(LMScorer(model, tokenizer, task.verbalizer, task.template), "batch", task)
+    before, after = (scorer.score([task.manual_prompt], [e.input for e in examples])[0].argmax(axis=1)
+                     for scorer in (raw, fixed))
+    # SmolLM2-135M answers "World" for 88 % of the articles with the manual prompt (0.359 accuracy);
+    # calibrated on the 64 training articles it answers every class and scores 0.578 (RESULTS.md §16)
+    assert np.bincount(before, minlength=4).max() > 0.8 * len(examples)
+    assert np.bincount(after, minlength=4).max() < 0.6 * len(examples) and len(set(after)) == 4
+    assert (after == labels).mean() > (before == labels).mean() + 0.1
+    assert fixed.num_evaluations == len(examples) + len(task.split("train"))
 
 
 def test_the_command_line_scores_with_calibration(capsys):

@@ -155,8 +155,8 @@ def _doc_blocks():
 
 
 def test_the_change_the_reward_recipes_run_on_the_toy_env(capsys):
-    """Every recipe of docs/rewards.md, run as written: reweighting, a callable, the vector env's z-score."""
-    reweight, custom, normalise = _doc_blocks()
+    """Every recipe of docs/rewards.md, run as written: reweighting, a callable, the vector env's z-score, calibration."""
+    reweight, custom, normalise, calibrate = _doc_blocks()
     scope = {}
     exec(reweight, scope)
     assert scope["terminated"] and scope["reward"] == pytest.approx(30 * scope["info"]["accuracy"])
@@ -171,4 +171,10 @@ def test_the_change_the_reward_recipes_run_on_the_toy_env(capsys):
     rewards, raw = scope["rewards"], scope["info"]["final_info"]["raw_reward"]
     assert scope["terminated"].all() and raw.std() > 0
     np.testing.assert_allclose(rewards, zscore(raw))
+
+    scope = {}
+    exec(calibrate, scope)
+    env = scope["env"].unwrapped
+    assert scope["terminated"] and env.scorer.calibration == "batch"
+    assert env.evaluations_per_episode == env.sampler.reward_batch_size + len(env.task.split("train"))
     capsys.readouterr()
