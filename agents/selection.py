@@ -91,7 +91,7 @@ class SelectingAgent(Agent):
     def selection_evaluations(self) -> int:
         """Most target evaluations :meth:`select_prompt` can spend: ``1 + final_samples`` prompts on validation.
 
-        A calibrated target may also score each prompt's content-free inputs (see
+        A calibrated target may also score each prompt's calibration inputs (see
         :func:`prompt_gym.calibration.extra_evaluations_per_prompt`).
         """
         per_prompt = len(self.env.attr("task").split("validation")) + extra_evaluations_per_prompt(self.env.attr("scorer"))

@@ -3,9 +3,10 @@
 The budget unit is the scorer's ``num_evaluations``: (prompt, input) pairs the target actually
 scored (a scorer with a score cache does not count cache hits). :class:`BudgetedScorer` wraps any
 scorer and refuses, with :class:`BudgetExhausted`, every call whose *worst-case* cost (one
-evaluation per pair it is asked for, as if nothing were cached) would take the total past its
-``limit``. The call is refused before it runs, so the count never exceeds the limit, whatever the
-agent's loop looks like: an agent is stopped exactly when its next target call might not fit.
+evaluation per pair it is asked for, as if nothing were cached; a calibrated target adds the
+calibration inputs of prompts it has not seen) would take the total past its ``limit``. The call
+is refused before it runs, so the count never exceeds the limit, whatever the agent's loop looks
+like: an agent is stopped exactly when its next target call might not fit.
 
 **Cached evaluations are free.** A pair answered from the target's score cache costs nothing, so a
 policy that keeps writing prompts the target has already scored never spends its budget. Such a
@@ -125,22 +126,22 @@ class BudgetedScorer:
     def _worst_case(self, prompts: Sequence[str]) -> int:
         """Most evaluations scoring one pair per entry of ``prompts`` can cost the wrapped scorer.
 
-        One per pair, unless the scorer says more (a calibrated target also scores content-free
+        One per pair, unless the scorer says more (a calibrated target also scores its calibration
         inputs for prompts it has not seen: :meth:`prompt_gym.calibration.CalibratedScorer.max_evaluations`).
         """
         max_evaluations = getattr(self.scorer, "max_evaluations", None)
         return len(prompts) if max_evaluations is None else max_evaluations(prompts)
 
     def score_examples(self, prompts: Sequence[str], examples: Sequence[Example]) -> ExampleScores:
-        """The wrapped ``score_examples``, charged ``len(prompts)`` evaluations at most (see :meth:`_worst_case`)."""
+        """The wrapped ``score_examples``, charged one evaluation per pair at most (see :meth:`_worst_case`)."""
         return self._charge(self._worst_case(prompts), lambda: self.scorer.score_examples(prompts, examples))
 
     def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-        """The wrapped ``score_pairs`` (classification targets), charged ``len(prompts)`` evaluations at most."""
+        """The wrapped ``score_pairs`` (classification targets), charged one evaluation per pair at most."""
         return self._charge(self._worst_case(prompts), lambda: self.scorer.score_pairs(prompts, inputs))
 
     def score(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-        """The wrapped ``score`` (classification targets), charged ``len(prompts) * len(inputs)`` evaluations at most."""
+        """The wrapped ``score`` (classification targets), charged one evaluation per (prompt, input) at most."""
         flat = [prompt for prompt in prompts for _ in inputs]
         return self._charge(self._worst_case(flat), lambda: self.scorer.score(prompts, inputs))
 

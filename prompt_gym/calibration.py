@@ -81,8 +81,9 @@ class CalibratedScorer(BaseScorer):
     """A classification target whose class log-probabilities are calibrated per prompt.
 
     Wraps any scorer with ``score_pairs`` (local, remote, the toy rule). Every other attribute is
-    the wrapped scorer's (``tokenizer``, ``cache``, ``cache_hits``...), so checkpoints save and
-    restore the wrapped target's score cache as they would without calibration.
+    the wrapped scorer's, read and written (``tokenizer``, ``cache``, ``cache_hits``...), so
+    checkpoints save and restore the wrapped target's score cache and counters as they would
+    without calibration.
 
     Args:
         scorer: The classification target to calibrate.
@@ -123,12 +124,8 @@ class CalibratedScorer(BaseScorer):
 
     @property
     def num_evaluations(self) -> int:
-        """The wrapped scorer's evaluations, calibration inputs included."""
+        """The wrapped scorer's evaluations, calibration inputs included (setting it sets the wrapped scorer's)."""
         return self.scorer.num_evaluations
-
-    @num_evaluations.setter
-    def num_evaluations(self, value: int) -> None:
-        self.scorer.num_evaluations = value
 
     def max_evaluations(self, prompts: Sequence[str]) -> int:
         """Most evaluations a call with ``prompts`` can cost: one per pair, plus the baselines it lacks."""
@@ -170,6 +167,18 @@ class CalibratedScorer(BaseScorer):
         if name in ("scorer", "_baselines"):  # not set yet (copy/pickle): avoid infinite recursion
             raise AttributeError(name)
         return getattr(self.scorer, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The wrapped scorer's counters are set on it (a resumed run restores cache_hits, num_evaluations...).
+        if name in _OWN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.scorer, name, value)
+
+
+_OWN_ATTRIBUTES = frozenset({"scorer", "inputs", "calibration", "extra_evaluations_per_prompt", "verbalizer",
+                             "max_prompts", "_baselines"})
+"""What :class:`CalibratedScorer` keeps itself; every other attribute is read from and written to the wrapped scorer."""
 
 
 def extra_evaluations_per_prompt(scorer: Any) -> int:

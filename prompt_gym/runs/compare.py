@@ -218,7 +218,7 @@ def _check_budget(config: CompareConfig) -> None:
     probe.load()  # the manual agent has no LLM: only the env and its target are loaded
     env = probe.unwrapped
     validation, episode = len(env.task.split("validation")), env.evaluations_per_episode
-    per_prompt = validation + extra_evaluations_per_prompt(env.scorer)  # a calibrated target's content-free inputs
+    per_prompt = validation + extra_evaluations_per_prompt(env.scorer)  # a calibrated target's calibration inputs
     for name in config.agents:
         spec = get_agent_spec(name)
         learns = spec.config is not None

@@ -222,3 +222,26 @@ def test_the_command_line_scores_with_calibration(capsys):
     assert capsys.readouterr().out.startswith(f"{expected:.4f}  (accuracy, test, n=8)")
     args = build_parser().parse_args(["train", "--env", TOY, "--out", "x", "--calibration", "content-free"])
     assert settings_from_args(args).env_kwargs["calibration"] == "content-free"
+
+
+def test_a_checkpoint_restores_the_wrapped_targets_cache_and_counters(tiny_lm, tmp_path):
+    from prompt_gym.runs.target_state import load_target_state, save_target_state
+
+    model, tokenizer = tiny_lm
+    task = get_task("toy")
+
+    def target():
+        return BudgetedScorer(calibrated(LMScorer(model, tokenizer, ["negative", "positive"]), "content-free", task))
+
+    first = target()
+    first.score_pairs(["p", "p", "q"], ["good", "bad", "good"])
+    first.score_pairs(["p"], ["good"])  # a cache hit
+    save_target_state(first, tmp_path)
+    resumed = target()
+    load_target_state(resumed, tmp_path)
+    inner, restored = first.scorer.scorer, resumed.scorer.scorer
+    assert restored.cache_hits == inner.cache_hits == 1 and "cache_hits" not in vars(resumed.scorer)
+    assert restored.cache.items()[0][0] == inner.cache.items()[0][0] and len(restored.cache) == len(inner.cache)
+    before = restored.num_evaluations
+    resumed.score_pairs(["p", "q"], ["bad", "good"])  # baselines recomputed from the restored cache: free
+    assert restored.num_evaluations == before
