@@ -25,7 +25,8 @@ without it are not comparable; a run records which it used in its env arguments.
 Cost: the calibration inputs are ordinary target evaluations, scored in the same call as the
 prompt's first examples and counted in ``num_evaluations``; a score cache answers the ones it
 holds (with ``"batch"``, the reward batch's inputs), and a prompt's baseline is kept, so later
-calls with that prompt cost nothing extra.
+calls with that prompt cost nothing extra. Baselines are not checkpointed: a resumed run recomputes
+them from the restored score cache, for free.
 
 Example:
     >>> from prompt_gym.tasks import get_task
