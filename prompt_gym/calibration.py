@@ -26,7 +26,7 @@ Cost: the calibration inputs are ordinary target evaluations, scored in the same
 prompt's first examples and counted in ``num_evaluations``; a score cache answers the ones it
 holds (with ``"batch"``, the reward batch's inputs), and a prompt's baseline is kept, so later
 calls with that prompt cost nothing extra. Baselines are not checkpointed: a resumed run recomputes
-them from the restored score cache, for free.
+them from the restored score cache (free for the rows it still holds).
 
 Example:
     >>> from prompt_gym.tasks import get_task
