@@ -40,13 +40,12 @@ Example:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from prompt_gym.scoring import BaseScorer
+from prompt_gym.scoring import BaseScorer, ScoreCache
 from prompt_gym.tasks import Task
 
 CALIBRATIONS = (None, "batch", "content-free")
@@ -113,15 +112,12 @@ class CalibratedScorer(BaseScorer):
                              "the calibration inputs twice and change the scores again.")
         if not inputs:
             raise ValueError("Calibration needs at least one calibration input.")
-        if max_prompts < 1:
-            raise ValueError(f"max_prompts must be positive, got {max_prompts}.")
         self.scorer = scorer
         self.inputs = tuple(inputs)
         self.calibration = calibration
         self.extra_evaluations_per_prompt = len(self.inputs)
         self.verbalizer = tuple(scorer.verbalizer)
-        self.max_prompts = max_prompts
-        self._baselines: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._baselines = ScoreCache(max_prompts)  # keyed by (prompt, calibration)
 
     @property
     def num_evaluations(self) -> int:
@@ -130,11 +126,12 @@ class CalibratedScorer(BaseScorer):
 
     def max_evaluations(self, prompts: Sequence[str]) -> int:
         """Most evaluations a call with ``prompts`` can cost: one per pair, plus the baselines it lacks."""
-        return len(prompts) + self.extra_evaluations_per_prompt * len(set(prompts) - self._baselines.keys())
+        new = [prompt for prompt in set(prompts) if self.baseline(prompt) is None]
+        return len(prompts) + self.extra_evaluations_per_prompt * len(new)
 
     def baseline(self, prompt: str) -> np.ndarray | None:
         """The class log-probabilities averaged over the calibration inputs for ``prompt`` (``None`` if not computed)."""
-        return self._baselines.get(prompt)
+        return self._baselines.get((prompt, self.calibration))
 
     def score_pairs(self, prompts: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
         """Score ``prompts[i]`` on ``inputs[i]``; return calibrated log-probabilities of shape ``(len(prompts), C)``.
@@ -143,26 +140,19 @@ class CalibratedScorer(BaseScorer):
         """
         if len(prompts) != len(inputs):
             raise ValueError(f"Got {len(prompts)} prompts for {len(inputs)} inputs; pair them one to one.")
-        new = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._baselines]
+        known = {prompt: self.baseline(prompt) for prompt in dict.fromkeys(prompts)}
+        new = [prompt for prompt, baseline in known.items() if baseline is None]
         extra = [(prompt, source) for prompt in new for source in self.inputs]
         rows = self.scorer.score_pairs([*prompts, *(p for p, _ in extra)], [*inputs, *(s for _, s in extra)])
         classes = len(self.verbalizer)
         rows = np.asarray(rows, dtype=np.float64).reshape(len(prompts) + len(extra), classes)
         for prompt, scores in zip(new, rows[len(prompts):].reshape(len(new), len(self.inputs), classes), strict=True):
-            self._keep(prompt, np.log(np.exp(scores).mean(axis=0)))
+            known[prompt] = np.log(np.exp(scores).mean(axis=0))
+            self._baselines.put((prompt, self.calibration), known[prompt])
         if not prompts:
             return rows.astype(np.float32)
-        baselines = np.stack([self._used(prompt) for prompt in prompts])
+        baselines = np.stack([known[prompt] for prompt in prompts])
         return _log_softmax(rows[: len(prompts)] - baselines).astype(np.float32)
-
-    def _keep(self, prompt: str, baseline: np.ndarray) -> None:
-        self._baselines[prompt] = baseline
-        while len(self._baselines) > self.max_prompts:
-            self._baselines.popitem(last=False)
-
-    def _used(self, prompt: str) -> np.ndarray:
-        self._baselines.move_to_end(prompt)
-        return self._baselines[prompt]
 
     def __getattr__(self, name: str) -> Any:
         if name in ("scorer", "_baselines"):  # not set yet (copy/pickle): avoid infinite recursion
@@ -178,7 +168,7 @@ class CalibratedScorer(BaseScorer):
 
 
 _OWN_ATTRIBUTES = frozenset({"scorer", "inputs", "calibration", "extra_evaluations_per_prompt", "verbalizer",
-                             "max_prompts", "_baselines"})
+                             "_baselines"})
 """What :class:`CalibratedScorer` keeps itself; every other attribute is read from and written to the wrapped scorer."""
 
 
