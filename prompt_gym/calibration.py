@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -175,6 +176,19 @@ _OWN_ATTRIBUTES = frozenset({"scorer", "inputs", "calibration", "extra_evaluatio
 def extra_evaluations_per_prompt(scorer: Any) -> int:
     """Most evaluations ``scorer`` spends on a prompt it has not seen beyond one per pair (0 for a raw target)."""
     return int(getattr(scorer, "extra_evaluations_per_prompt", 0))
+
+
+def calibration_key(scorer: Any) -> str | None:
+    """What a score from ``scorer`` depends on beyond the prompt and the input: ``None`` for a raw target.
+
+    For a calibrated one, the method and a fingerprint of its calibration inputs (``"batch:1f2e3d4c"``):
+    with ``"batch"`` they are the training split, which differs between few-shot seeds, so a score
+    cached under one seed's calibration must not answer for another's.
+    """
+    calibration = getattr(scorer, "calibration", None)
+    if calibration is None:
+        return None
+    return f"{calibration}:{zlib.crc32(chr(0).join(scorer.inputs).encode()):08x}"
 
 
 def calibrated(scorer: Any, calibration: str | None, task: Task) -> Any:

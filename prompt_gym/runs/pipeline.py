@@ -30,6 +30,7 @@ import prompt_gym
 from prompt_gym.agents.base import Agent
 from prompt_gym.agents.registry import get_agent_spec
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted, NoProgress
+from prompt_gym.calibration import calibration_key
 from prompt_gym.callbacks import Callback, CheckpointCallback
 from prompt_gym.checkpoint import checkpoint_step, extra_checkpoint_files, latest_checkpoint, load_json, save_json
 from prompt_gym.evaluation import evaluate_prompts
@@ -249,7 +250,7 @@ def score_on_test(
     examples = task.split("test")
     fingerprint = zlib.crc32("\n".join(e.input for e in examples).encode())
 
-    calibration = getattr(target, "calibration", None)
+    calibration = calibration_key(target)
     scored_as = f"{task.name}/{len(examples)}/{fingerprint:08x}" + (f"/{calibration}" if calibration else "")
 
     def key(prompt: str) -> str:

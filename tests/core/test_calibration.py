@@ -164,10 +164,26 @@ def test_test_scores_are_cached_apart_from_uncalibrated_ones(tmp_path):
     fixed = score_on_test(content_free(task.default_scorer(task)), task, {"p": "Classify the review"},
                           cache_file=cache)
     keys = list(json.loads(cache.read_text()))
-    assert len(keys) == 2 and sum("/content-free\t" in key for key in keys) == 1
+    assert len(keys) == 2 and sum("/content-free:" in key for key in keys) == 1
     expected = evaluate_prompts(content_free(task.default_scorer(task)), task, ["Classify the review"])[0]
     assert fixed["p"]["accuracy"] == expected["accuracy"]
     assert plain["p"]["accuracy"] == evaluate_prompts(raw, task, ["Classify the review"])[0]["accuracy"]
+
+
+def test_test_scores_are_cached_per_set_of_calibration_inputs(tmp_path):
+    # "batch" calibrates on the training split, which differs between the seeds of one comparison
+    # folder (one test cache): a score cached under one seed's calibration must not answer for another's
+    examples = [Example("good", 1), Example("bad", 0)]
+    task = Task("mini", {"train": examples, "validation": examples, "test": examples}, BiasedScorer.verbalizer)
+    cache = tmp_path / "test_cache.json"
+    scores = {}
+    for inputs in (("good", "bad"), ("good",)):
+        scorer = CalibratedScorer(BiasedScorer(), inputs, "batch")
+        scores[inputs] = score_on_test(scorer, task, {"p": "yes"}, cache_file=cache)["p"]["accuracy"]
+        assert scores[inputs] == evaluate_prompts(CalibratedScorer(BiasedScorer(), inputs, "batch"), task,
+                                                  ["yes"], split="test")[0]["accuracy"]
+    assert scores == {("good", "bad"): 1.0, ("good",): 0.5}
+    assert len(json.loads(cache.read_text())) == 2
 
 
 @pytest.mark.parametrize("calibration", ["batch", "content-free"])
