@@ -6,8 +6,9 @@ script tests that explanation: it registers ``<task>-pool``, the task's LM-BFF f
 (same validation and test) whose training split is enlarged with ``--per-label`` extra sentences
 per class drawn from the task's full training file (none of them a validation or test input), so
 that each episode's reward batch is drawn from a pool of many sentences instead of the same 32. It
-then runs the ``prompt-gym`` command line with the remaining arguments, which name the task with
-``"task": "<task>-pool"`` in ``--env-kwargs``.
+then runs what follows ``--``: a ``prompt-gym`` command line, which names the task with
+``"task": "<task>-pool"`` in ``--env-kwargs``, or a benchmark script reading such a run's folder
+(``policy_test_accuracy.py``), which finds the task registered.
 
 This leaves the 16-shot protocol (the learner sees more labelled data), so its numbers are a
 diagnosis, never a result to compare with the few-shot runs' test accuracy.
@@ -17,12 +18,15 @@ diagnosis, never a result to compare with the few-shot runs' test accuracy.
         --budget 12000 --out runs/pool-sst2-42 \\
         --env-kwargs '{"task": "sst2-pool", "max_prompt_tokens": 16, "num_demos": 3, "reward_batch_size": 32}' \\
         --agent-options '{"appo": {...}}'
+    PROMPT_GYM_DATA_DIR=../shared/data python benchmarks/train_pool_probe.py --task sst2 --per-label 240 \\
+        -- benchmarks/policy_test_accuracy.py runs/pool-sst2-42 --seed 42 --prompts 4
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import runpy
 import sys
 
 import numpy as np
@@ -38,8 +42,8 @@ SPECS = {spec.name: spec for spec, _ in task_suite.CLASSIFICATION_ENVS.values()}
 def pooled_task(spec: ClassificationSpec, per_label: int, seed: int = 13, test_split: str | None = None) -> Task:
     """The few-shot task of ``seed`` whose training split also holds ``per_label`` more examples per class.
 
-    The extra examples come from the full training file, drawn with ``seed``; any whose input is a
-    validation or test input of the task is left out.
+    The extra examples come from the full training file, drawn with ``seed``; any whose input is
+    already in one of the task's splits is left out.
     """
     task = spec.build(seed=seed, test_split=test_split)
     root = _data.data_dir()
@@ -55,7 +59,7 @@ def pooled_task(spec: ClassificationSpec, per_label: int, seed: int = 13, test_s
 
 
 def main() -> int:
-    """Register ``<task>-pool`` and run the ``prompt-gym`` command given after ``--``."""
+    """Register ``<task>-pool`` and run the ``prompt-gym`` command or the script given after ``--``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(SPECS), default="sst2")
     parser.add_argument("--per-label", type=int, default=240, help="extra training examples per class")
@@ -63,9 +67,14 @@ def main() -> int:
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        parser.error("give the prompt-gym command after --, e.g. -- compare --env PromptTune-SST2-v0 ...")
+        parser.error("give a prompt-gym command after --, e.g. -- compare --env PromptTune-SST2-v0 ..., "
+                     "or a script, e.g. -- benchmarks/policy_test_accuracy.py runs/pool-sst2-42 --seed 42")
     spec = SPECS[args.task]
     register_task(f"{spec.name}-pool", lambda seed=13, test_split=None: pooled_task(spec, args.per_label, seed, test_split))
+    if command[0].endswith(".py"):
+        sys.argv = command
+        runpy.run_path(command[0], run_name="__main__")
+        return 0
     return cli_main(command)
 
 
