@@ -58,7 +58,7 @@ def append_record(path: Path | None, record: dict[str, Any]) -> None:
 
 
 def run_identity(folder: Path, agent: str, seed: int) -> dict[str, Any]:
-    """The fields that name a run in a record: its folder, agent, seed, environment and target."""
+    """The fields that name a run in a record: its folder, agent, seed, environment, target and calibration."""
     config = comparison_config(folder)
     return {"folder": folder.as_posix(), "agent": agent, "seed": seed, "env_id": config["env_id"],
-            "target": target_of(config)}
+            "target": target_of(config), "calibration": config["env_kwargs"].get("calibration")}

@@ -33,19 +33,19 @@ import numpy as np
 
 from prompt_gym import data as _data
 from prompt_gym import task_suite
+from prompt_gym.data import Example
 from prompt_gym.runs.cli import main as cli_main
 from prompt_gym.tasks import ClassificationSpec, Task, register_task
 
 SPECS = {spec.name: spec for spec, _ in task_suite.CLASSIFICATION_ENVS.values()}
 
 
-def pooled_task(spec: ClassificationSpec, per_label: int, seed: int = 13, test_split: str | None = None) -> Task:
-    """The few-shot task of ``seed`` whose training split also holds ``per_label`` more examples per class.
+def unseen_training_examples(spec: ClassificationSpec, task: Task, per_label: int, seed: int) -> list[Example]:
+    """``per_label`` examples per class of the task's full training file that are in none of ``task``'s splits.
 
-    The extra examples come from the full training file, drawn with ``seed``; any whose input is
-    already in one of the task's splits is left out.
+    Drawn with ``seed``; any example whose input is already a training, validation or test input of
+    ``task`` is left out.
     """
-    task = spec.build(seed=seed, test_split=test_split)
     root = _data.data_dir()
     if root is None:
         raise SystemExit(f"Set ${_data.DATA_DIR_ENV} to the data folder (the probe reads {spec.folder}/train.jsonl).")
@@ -53,8 +53,16 @@ def pooled_task(spec: ClassificationSpec, per_label: int, seed: int = 13, test_s
     full = _data.to_examples(_data.read_jsonl(path), spec.input_format, str(path), len(spec.verbalizer))
     excluded = {example.input for split in ("train", "validation", "test") for example in task.split(split)}
     pool = [example for example in full if example.input not in excluded]
-    extra = _data.balanced_draw(pool, per_label, np.random.default_rng(seed))
-    splits = task.splits | {"train": task.split("train") + extra}
+    return _data.balanced_draw(pool, per_label, np.random.default_rng(seed))
+
+
+def pooled_task(spec: ClassificationSpec, per_label: int, seed: int = 13, test_split: str | None = None) -> Task:
+    """The few-shot task of ``seed`` whose training split also holds ``per_label`` more examples per class.
+
+    The extra examples come from the full training file (:func:`unseen_training_examples`).
+    """
+    task = spec.build(seed=seed, test_split=test_split)
+    splits = task.splits | {"train": task.split("train") + unseen_training_examples(spec, task, per_label, seed)}
     return dataclasses.replace(task, name=f"{spec.name}-pool", splits=splits)
 
 

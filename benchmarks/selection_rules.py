@@ -1,0 +1,110 @@
+"""Would a final selection on more labelled sentences pick better among a run's pooled prompts? A diagnosis.
+
+A run reports the first prompt of its pool, ranked on the 32 validation sentences of the seed's
+16-shot split (accuracy, then verbalizer gap), and prompts that tie there differ by 5 to 10 points
+on test ("Learning that shows" §7 and §18 in RESULTS.md). This script asks whether ranking on the
+split's 32 training sentences *and* its 32 validation sentences (64, all inside the protocol) would
+choose better. It reads pool records (``pool_test_accuracy.py --json``: each run's pooled prompts
+with their validation and test accuracy), rebuilds each run's environment from its comparison
+folder, and scores the pooled prompts on the split's training sentences and on ``--per-label``
+sentences per class of the task's full training file that are in none of the split's sets (drawn
+the way the few-shot split itself was, so they stand for what validation samples; never test). The
+rules are judged on those held-out sentences; the test accuracy each rule's choice scored (read
+from the record) is printed for reporting only. Nothing here changes what a run reports.
+
+    PROMPT_GYM_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/selection_rules.py \\
+        benchmarks/logs/cal-sst2-pool-test.jsonl --json benchmarks/logs/selection-rules.jsonl
+
+A record's ``folder`` is looked up as given and then under ``--logs`` by its last part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+from compared_runs import append_record, comparison_config, rebuild_env
+from train_pool_probe import SPECS, unseen_training_examples
+
+from prompt_gym.evaluation import evaluate_prompts
+from prompt_gym.models import DEFAULT_MODEL, load_causal_lm
+
+HELD_OUT = "held_out"
+
+
+def comparison_folder(record: dict[str, Any], logs: Path) -> Path:
+    """The comparison folder a pool record names: as given, else under ``logs`` by its last part."""
+    folder = Path(record["folder"])
+    if (folder / "config.json").is_file():
+        return folder
+    kept = logs / folder.name
+    if (kept / "config.json").is_file():
+        return kept
+    raise SystemExit(f"No comparison folder with a config.json for {record['folder']!r} (looked in {folder} and {kept}).")
+
+
+def ranked_first(entries: list[dict[str, Any]], accuracy_key: str) -> dict[str, Any]:
+    """The entry a ranking on ``accuracy_key`` (then validation gap) puts first; the earlier entry wins a full tie."""
+    return max(reversed(entries), key=lambda entry: (round(entry[accuracy_key], 9), entry["val_gap"]))
+
+
+def score_pool(record: dict[str, Any], folder: Path, per_label: int, model: Any, tokenizer: Any) -> list[dict[str, Any]]:
+    """Each pooled prompt of ``record`` with its training, training + validation and held-out accuracy."""
+    env = rebuild_env(folder, record["seed"], model, tokenizer)
+    task = env.unwrapped.task
+    spec = SPECS[task.name]
+    held_out = unseen_training_examples(spec, task, per_label, record["seed"])
+    task = dataclasses.replace(task, splits=task.splits | {HELD_OUT: held_out})
+    prompts = [entry["prompt"] for entry in record["prompts"]]
+    scorer = env.unwrapped.scorer
+    train = evaluate_prompts(scorer, task, prompts, split="train")
+    outside = evaluate_prompts(scorer, task, prompts, split=HELD_OUT)
+    num_train, num_val = len(task.split("train")), len(task.split("validation"))
+    return [entry | {"train_accuracy": t["accuracy"], "held_out_accuracy": h["accuracy"],
+                     "train_val_accuracy": (t["accuracy"] * num_train + entry["val_accuracy"] * num_val)
+                     / (num_train + num_val)}
+            for entry, t, h in zip(record["prompts"], train, outside, strict=True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("records", type=Path, nargs="+", help="JSON-lines files of pool_test_accuracy.py")
+    parser.add_argument("--logs", type=Path, default=Path(__file__).parent / "logs")
+    parser.add_argument("--per-label", type=int, default=100, help="held-out training-file sentences per class")
+    parser.add_argument("--only", help="score only the records whose folder contains this text")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="append each run's scores to this JSON-lines file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    records = [json.loads(line) for path in args.records for line in path.read_text(encoding="utf-8").splitlines()]
+    records = [record for record in records if args.only is None or args.only in record["folder"]]
+    model = tokenizer = None
+    gains = []
+    for record in records:
+        folder = comparison_folder(record, args.logs)
+        if model is None:
+            model, tokenizer = load_causal_lm(comparison_config(folder).get("agent_model") or DEFAULT_MODEL)
+        entries = score_pool(record, folder, args.per_label, model, tokenizer)
+        by_val, by_both = ranked_first(entries, "val_accuracy"), ranked_first(entries, "train_val_accuracy")
+        gains.append(by_both["held_out_accuracy"] - by_val["held_out_accuracy"])
+        print(f"{record['folder']} {record['agent']} seed {record['seed']}:")
+        for entry in entries:
+            marks = "".join(mark for mark, chosen in (("V", by_val), ("T", by_both)) if entry is chosen)
+            print(f"  {marks:2s} val {entry['val_accuracy']:.3f}  train {entry['train_accuracy']:.3f}  "
+                  f"train+val {entry['train_val_accuracy']:.3f}  held-out {entry['held_out_accuracy']:.3f}  "
+                  f"test {entry['test_accuracy']:.3f}  {entry['prompt'][:60]!r}")
+        append_record(args.json, {key: record[key] for key in ("folder", "agent", "seed", "env_id", "target")}
+                      | {"calibration": record.get("calibration"), "script": "selection_rules",
+                         "per_label": args.per_label, "prompts": entries})
+    print(f"V: ranked first on validation (what a run reports); T: on training + validation. Held-out accuracy of "
+          f"T's choice minus V's, mean over {len(gains)} runs: {statistics.mean(gains):+.3f} "
+          f"(T better in {sum(g > 0 for g in gains)}, worse in {sum(g < 0 for g in gains)})")
+
+
+if __name__ == "__main__":
+    main()
