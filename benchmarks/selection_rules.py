@@ -13,7 +13,8 @@ rules are judged on those held-out sentences; the test accuracy each rule's choi
 from the record) is printed for reporting only. Nothing here changes what a run reports.
 
     PROMPT_GYM_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/selection_rules.py \\
-        benchmarks/logs/cal-sst2-pool-test.jsonl --json benchmarks/logs/selection-rules.jsonl
+        benchmarks/logs/cal-sst2-pool-test.jsonl --json benchmarks/logs/cal-sst2-selection-rules.jsonl
+    python benchmarks/selection_rules.py --scored benchmarks/logs/cal-sst2-selection-rules.jsonl
 
 A record's ``folder`` is looked up as given and then under ``--logs`` by its last part.
 """
@@ -50,7 +51,7 @@ def comparison_folder(record: dict[str, Any], logs: Path) -> Path:
 
 def ranked_first(entries: list[dict[str, Any]], accuracy_key: str) -> dict[str, Any]:
     """The entry a ranking on ``accuracy_key`` (then validation gap) puts first; the earlier entry wins a full tie."""
-    return max(reversed(entries), key=lambda entry: (round(entry[accuracy_key], 9), entry["val_gap"]))
+    return max(entries, key=lambda entry: (round(entry[accuracy_key], 9), entry["val_gap"]))
 
 
 def score_pool(record: dict[str, Any], folder: Path, per_label: int, model: Any, tokenizer: Any) -> list[dict[str, Any]]:
@@ -71,12 +72,31 @@ def score_pool(record: dict[str, Any], folder: Path, per_label: int, model: Any,
             for entry, t, h in zip(record["prompts"], train, outside, strict=True)]
 
 
+def report(record: dict[str, Any], entries: list[dict[str, Any]]) -> tuple[float, bool]:
+    """Print one pool with each rule's choice; return T's held-out accuracy minus V's and whether T chose another.
+
+    V is the pool's first prompt, the one the run reports (a pool is kept ranked on validation
+    accuracy, then gap); T is the first on training + validation accuracy, then gap.
+    """
+    by_val, by_both = entries[0], ranked_first(entries, "train_val_accuracy")
+    print(f"{record['folder']} {record['agent']} seed {record['seed']}:")
+    for entry in entries:
+        marks = "".join(mark for mark, chosen in (("V", by_val), ("T", by_both)) if entry is chosen)
+        print(f"  {marks:2s} val {entry['val_accuracy']:.3f}  train {entry['train_accuracy']:.3f}  "
+              f"train+val {entry['train_val_accuracy']:.3f}  held-out {entry['held_out_accuracy']:.3f}  "
+              f"test {entry['test_accuracy']:.3f}  {entry['prompt'][:60]!r}")
+    return by_both["held_out_accuracy"] - by_val["held_out_accuracy"], by_both is not by_val
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("records", type=Path, nargs="+", help="JSON-lines files of pool_test_accuracy.py")
+    parser.add_argument("records", type=Path, nargs="+",
+                        help="JSON-lines files of pool_test_accuracy.py (with --scored: of this script's --json)")
+    parser.add_argument("--scored", action="store_true", help="print the rules' choices from records this script "
+                        "wrote with --json, without scoring again")
     parser.add_argument("--logs", type=Path, default=Path(__file__).parent / "logs")
     parser.add_argument("--per-label", type=int, default=100, help="held-out training-file sentences per class")
-    parser.add_argument("--only", help="score only the records whose folder contains this text")
+    parser.add_argument("--only", help="use only the records whose folder contains this text")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="append each run's scores to this JSON-lines file")
     args = parser.parse_args()
@@ -86,24 +106,22 @@ def main() -> None:
     model = tokenizer = None
     gains = []
     for record in records:
+        if args.scored:
+            gains.append(report(record, record["prompts"]))
+            continue
         folder = comparison_folder(record, args.logs)
         if model is None:
             model, tokenizer = load_causal_lm(comparison_config(folder).get("agent_model") or DEFAULT_MODEL)
         entries = score_pool(record, folder, args.per_label, model, tokenizer)
-        by_val, by_both = ranked_first(entries, "val_accuracy"), ranked_first(entries, "train_val_accuracy")
-        gains.append(by_both["held_out_accuracy"] - by_val["held_out_accuracy"])
-        print(f"{record['folder']} {record['agent']} seed {record['seed']}:")
-        for entry in entries:
-            marks = "".join(mark for mark, chosen in (("V", by_val), ("T", by_both)) if entry is chosen)
-            print(f"  {marks:2s} val {entry['val_accuracy']:.3f}  train {entry['train_accuracy']:.3f}  "
-                  f"train+val {entry['train_val_accuracy']:.3f}  held-out {entry['held_out_accuracy']:.3f}  "
-                  f"test {entry['test_accuracy']:.3f}  {entry['prompt'][:60]!r}")
+        gains.append(report(record, entries))
         append_record(args.json, {key: record[key] for key in ("folder", "agent", "seed", "env_id", "target")}
                       | {"calibration": record.get("calibration"), "script": "selection_rules",
                          "per_label": args.per_label, "prompts": entries})
-    print(f"V: ranked first on validation (what a run reports); T: on training + validation. Held-out accuracy of "
-          f"T's choice minus V's, mean over {len(gains)} runs: {statistics.mean(gains):+.3f} "
-          f"(T better in {sum(g > 0 for g in gains)}, worse in {sum(g < 0 for g in gains)})")
+    differences = [difference for difference, _ in gains]
+    print(f"V: the run's pick (first on validation); T: first on training + validation. T chose another prompt in "
+          f"{sum(other for _, other in gains)} of {len(gains)} runs; held-out accuracy of T's choice minus V's: mean "
+          f"{statistics.mean(differences):+.4f} (better in {sum(d > 0 for d in differences)}, worse in "
+          f"{sum(d < 0 for d in differences)})")
 
 
 if __name__ == "__main__":
