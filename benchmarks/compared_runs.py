@@ -19,8 +19,12 @@ from prompt_gym.runs.compare import run_dir
 
 
 def comparison_config(folder: Path) -> dict[str, Any]:
-    """The ``config.json`` that ``prompt-gym compare`` wrote into ``folder``."""
-    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    """The ``config.json`` that ``prompt-gym compare`` wrote into ``folder`` (a run's folder or a kept copy of it)."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: a comparison folder needs the config.json that prompt-gym compare "
+                         "wrote (it names the task, target and calibration); copy it from the run's folder.")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def target_of(config: dict[str, Any]) -> str | None:

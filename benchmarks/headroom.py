@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compared_runs import comparison_config
+
 
 @dataclass(frozen=True)
 class TestScoring:
@@ -67,15 +69,6 @@ class Scoring:
     env_id: str
     target: str | None
     calibration: str | None
-
-
-def comparison_config(folder: Path) -> dict[str, Any]:
-    """The ``config.json`` that ``prompt-gym compare`` wrote into a kept comparison folder."""
-    path = folder / "config.json"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: a kept comparison folder needs the config.json that prompt-gym compare "
-                         "wrote (it says which target and calibration scored its prompts); copy it from the run's folder.")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def picks(logs: Path, scoring: Scoring) -> Iterator[TestScoring]:
