@@ -103,6 +103,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     records = [json.loads(line) for path in args.records for line in path.read_text(encoding="utf-8").splitlines()]
     records = [record for record in records if args.only is None or args.only in record["folder"]]
+    if not records:
+        raise SystemExit(f"No pool records in {', '.join(map(str, args.records))}"
+                         + (f" whose folder contains {args.only!r}" if args.only else "") + ".")
     model = tokenizer = None
     gains = []
     for record in records:
