@@ -49,7 +49,8 @@ class TestScoring:
 
     Attributes:
         source: Where it was read (a file under the logs folder).
-        kind: ``pick`` (an agent's selected prompt), ``pool``, ``policy sample`` or ``untrained sample``.
+        kind: ``pick`` (an agent's selected prompt), ``pool``, ``policy sample``, ``policy greedy`` (a
+            policy's most likely prompt) or ``untrained sample``.
         accuracy: Test accuracy.
         prompt: The prompt's text, where the log gives it (converted policy-sample logs do not).
         agent: The agent behind the prompt (``random-search``, ``appo``, ...), where the log says.
@@ -100,17 +101,18 @@ def pool_scorings(logs: Path, scoring: Scoring) -> Iterator[TestScoring]:
 
 
 def policy_scorings(logs: Path, scoring: Scoring) -> Iterator[TestScoring]:
-    """Prompts sampled from starting and trained policies (``policy_test_accuracy.py``).
+    """Prompts written by starting and trained policies (``policy_test_accuracy.py``), sampled or greedy.
 
-    A starting policy's samples recur in every record of its seed's runs; they count once.
+    A starting policy's prompts recur in every record of its seed's runs; they count once.
     """
     seen = set()
     for path, record in records(logs, "policy_test_accuracy", scoring):
-        starting = tuple((entry["prompt"], entry["test_accuracy"]) for entry in record["starting"])
-        fresh_start = (record["seed"], starting) not in seen
-        seen.add((record["seed"], starting))
-        for entry in (record["starting"] if fresh_start else []) + record["trained"]:
-            yield TestScoring(path.name, "policy sample", entry["test_accuracy"], entry["prompt"], record["agent"])
+        for suffix, kind in (("", "policy sample"), ("_greedy", "policy greedy")):
+            starting = tuple((entry["prompt"], entry["test_accuracy"]) for entry in record.get("starting" + suffix, []))
+            fresh_start = (record["seed"], suffix, starting) not in seen
+            seen.add((record["seed"], suffix, starting))
+            for entry in (record.get("starting" + suffix, []) if fresh_start else []) + record.get("trained" + suffix, []):
+                yield TestScoring(path.name, kind, entry["test_accuracy"], entry["prompt"], record["agent"])
 
 
 def spread_scorings(logs: Path, scoring: Scoring) -> Iterator[TestScoring]:

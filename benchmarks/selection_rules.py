@@ -107,16 +107,18 @@ def main() -> None:
         raise SystemExit(f"No pool records in {', '.join(map(str, args.records))}"
                          + (f" whose folder contains {args.only!r}" if args.only else "") + ".")
     model = tokenizer = None
-    gains = []
+    gains, pools = [], []
     for record in records:
         if args.scored:
             gains.append(report(record, record["prompts"]))
+            pools.append((record["agent"], record["prompts"]))
             continue
         folder = comparison_folder(record, args.logs)
         if model is None:
             model, tokenizer = load_causal_lm(comparison_config(folder).get("agent_model") or DEFAULT_MODEL)
         entries = score_pool(record, folder, args.per_label, model, tokenizer)
         gains.append(report(record, entries))
+        pools.append((record["agent"], entries))
         append_record(args.json, {key: record[key] for key in ("folder", "agent", "seed", "env_id", "target")}
                       | {"calibration": record.get("calibration"), "script": "selection_rules",
                          "per_label": args.per_label, "prompts": entries})
@@ -125,7 +127,22 @@ def main() -> None:
           f"{sum(other for _, other in gains)} of {len(gains)} runs; held-out accuracy of T's choice minus V's: mean "
           f"{statistics.mean(differences):+.4f} (better in {sum(d > 0 for d in differences)}, worse in "
           f"{sum(d < 0 for d in differences)})")
+    print_selection_gain(pools)
 
+
+def print_selection_gain(pools: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Per agent, what validation adds inside a pool: V's held-out (and test) accuracy minus the pool's mean.
+
+    Near zero when a pool's prompts are about equally good, or when 32 validation sentences cannot
+    tell them apart; then a run's pick scores its pool's mean in expectation.
+    """
+    for agent in sorted({agent for agent, _ in pools}):
+        agent_pools = [entries for name, entries in pools if name == agent]
+        held_out, test = ([entries[0][key] - statistics.mean(entry[key] for entry in entries) for entries in agent_pools]
+                          for key in ("held_out_accuracy", "test_accuracy"))
+        print(f"{agent}: V minus its pool's mean over {len(agent_pools)} pools: held-out {statistics.mean(held_out):+.4f} "
+              f"(above the mean in {sum(g > 0 for g in held_out)}), test {statistics.mean(test):+.4f} "
+              f"(above in {sum(g > 0 for g in test)})")
 
 if __name__ == "__main__":
     main()
