@@ -144,5 +144,6 @@ def print_selection_gain(pools: list[tuple[str, list[dict[str, Any]]]]) -> None:
               f"(above the mean in {sum(g > 0 for g in held_out)}), test {statistics.mean(test):+.4f} "
               f"(above in {sum(g > 0 for g in test)})")
 
+
 if __name__ == "__main__":
     main()
