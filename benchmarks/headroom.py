@@ -108,10 +108,11 @@ def policy_scorings(logs: Path, scoring: Scoring) -> Iterator[TestScoring]:
     seen = set()
     for path, record in records(logs, "policy_test_accuracy", scoring):
         for suffix, kind in (("", "policy sample"), ("_greedy", "policy greedy")):
-            starting = tuple((entry["prompt"], entry["test_accuracy"]) for entry in record.get("starting" + suffix, []))
-            fresh_start = (record["seed"], suffix, starting) not in seen
-            seen.add((record["seed"], suffix, starting))
-            for entry in (record.get("starting" + suffix, []) if fresh_start else []) + record.get("trained" + suffix, []):
+            starting = record.get("starting" + suffix, [])
+            start_key = (record["seed"], suffix, tuple((entry["prompt"], entry["test_accuracy"]) for entry in starting))
+            fresh_start = start_key not in seen
+            seen.add(start_key)
+            for entry in (starting if fresh_start else []) + record.get("trained" + suffix, []):
                 yield TestScoring(path.name, kind, entry["test_accuracy"], entry["prompt"], record["agent"])
 
 
