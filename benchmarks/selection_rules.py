@@ -10,7 +10,9 @@ folder, and scores the pooled prompts on the split's training sentences and on `
 sentences per class of the task's full training file that are in none of the split's sets (drawn
 the way the few-shot split itself was, so they stand for what validation samples; never test). The
 rules are judged on those held-out sentences; the test accuracy each rule's choice scored (read
-from the record) is printed for reporting only. Nothing here changes what a run reports.
+from the record) is printed for reporting only. Per agent it also prints what validation adds inside
+a pool: the pick's held-out (and test) accuracy minus its pool's mean. Nothing here changes what a
+run reports.
 
     PROMPT_GYM_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/selection_rules.py \\
         benchmarks/logs/cal-sst2-pool-test.jsonl --json benchmarks/logs/cal-sst2-selection-rules.jsonl
