@@ -120,11 +120,15 @@ class PromptTuneEnv(gym.Env):
     | ``max_prompt_tokens`` | 48 | longest prompt |
     | ``reward_batch_size`` | 16 | training examples per reward |
     | ``max_meta_prompt_tokens`` | 512 | longest meta-prompt |
+    | ``meta_prompt_template`` | ``None`` | the request the agent reads: ``{pairs}``, optional ``{count}`` (*) |
     | ``data_seed`` | 13 | few-shot split seed (LM-BFF 13/21/42/87/100) |
     | ``test_split`` | task's | test file (SST-2: ``"validation"`` = 872, or ``"test"`` = 1,821) |
     | ``scorer_batch_size`` | 32 | rows per target forward pass |
     | ``max_new_tokens`` | task's | generation tasks: longest target answer |
     | ``calibration`` | ``None`` | ``"batch"``, ``"content-free"``: remove the target's class bias (changes the task) |
+
+    (*) ``{pairs}`` is where the demonstrations go, ``{count}`` their number as a word; ``None`` is
+    :data:`~prompt_gym.meta_prompts.INSTRUCTION_INDUCTION`.
 
     ## Example
 
@@ -157,6 +161,7 @@ class PromptTuneEnv(gym.Env):
         max_prompt_tokens: int = 48,
         reward_batch_size: int = 16,
         max_meta_prompt_tokens: int = 512,
+        meta_prompt_template: str | None = None,
         data_seed: int = 13,
         test_split: str | None = None,
         scorer_batch_size: int = 32,
@@ -186,7 +191,7 @@ class PromptTuneEnv(gym.Env):
         self.tokenizer = make_tokenizer(task, tokenizer, target)
         self.scorer = make_scorer(task, target, scorer, batch_size=scorer_batch_size, max_new_tokens=max_new_tokens,
                                   calibration=calibration)
-        self.sampler = self._make_sampler(num_demos, reward_batch_size, max_meta_prompt_tokens)
+        self.sampler = self._make_sampler(num_demos, reward_batch_size, max_meta_prompt_tokens, meta_prompt_template)
         self.judge = PromptJudge(self.scorer, reward, reward_kwargs)
         self.eos_token_id = self.tokenizer.eos_token_id
         self.pad_token_id = padding_id(self.tokenizer)
@@ -206,9 +211,12 @@ class PromptTuneEnv(gym.Env):
         self._done = False
         self._warned: set[str] = set()
 
-    def _make_sampler(self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int) -> EpisodeSampler:
+    def _make_sampler(
+        self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int, meta_prompt_template: str | None
+    ) -> EpisodeSampler:
         """Build the episode sampler (subclasses change what an episode shows and scores)."""
-        return EpisodeSampler(self.task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens)
+        request = {} if meta_prompt_template is None else {"request": meta_prompt_template}
+        return EpisodeSampler(self.task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens, **request)
 
     @property
     def evaluations_per_episode(self) -> int:

@@ -67,6 +67,9 @@ class TTEEnv(PromptTuneEnv):
     |---|---|---|
     | ``num_demos`` | 3 | demonstrations in the meta-prompt (the paper's) |
     | ``reward_batch_size`` | not accepted | the reward batch is the current input; passing it raises ``TypeError`` |
+    | ``meta_prompt_template`` | ``None`` | as ``PromptTuneEnv``'s, plus a ``{current}`` field for the input |
+
+    A ``meta_prompt_template`` of ``None`` is :data:`prompt_gym.tte.TTE_REQUEST`.
 
     Works for any registered task (``gym.make("PromptTune-TTE-SST2-v0", task="mrpc")``), and as a
     native vector env (``gym.make_vec``: :class:`TTEVectorEnv`).
@@ -94,9 +97,10 @@ class TTEEnv(PromptTuneEnv):
         super().__init__(task, num_demos=num_demos, **kwargs)
 
     def _make_sampler(
-        self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int
+        self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int, meta_prompt_template: str | None
     ) -> EpisodeSampler:
-        return TTESampler(self.task, self.tokenizer, num_demos, max_meta_prompt_tokens)
+        request = {} if meta_prompt_template is None else {"request": meta_prompt_template}
+        return TTESampler(self.task, self.tokenizer, num_demos, max_meta_prompt_tokens, **request)
 
     def _meta_prompt_charset(self) -> str:
         """Every character a meta-prompt can hold, now including the current input of any split."""

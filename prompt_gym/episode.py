@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from prompt_gym.data import Example
-from prompt_gym.meta_prompts import INSTRUCTION_INDUCTION, build_meta_prompt, has_chat_template
+from prompt_gym.meta_prompts import (
+    INSTRUCTION_INDUCTION,
+    REQUEST_FIELDS,
+    build_meta_prompt,
+    check_request,
+    has_chat_template,
+)
 from prompt_gym.tasks import Task
 
 
@@ -46,10 +52,21 @@ class EpisodeSampler:
         num_demos: Demonstrations per meta-prompt (drawn from the validation split).
         reward_batch_size: Training examples each final prompt is scored on.
         max_meta_prompt_tokens: Longest allowed meta-prompt.
+        request: The meta-prompt's request template (fields ``{count}`` and ``{pairs}``).
+
+    Raises:
+        ValueError: ``num_demos`` exceeds the validation split, ``reward_batch_size`` is not positive
+            or ``request`` is not a template with a ``{pairs}`` field.
     """
 
+    request_fields: tuple[str, ...] = REQUEST_FIELDS
+    """The fields a request template may use."""
+    required_fields: tuple[str, ...] = ("pairs",)
+    """The fields it must use."""
+
     def __init__(
-        self, task: Task, tokenizer: Any, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int
+        self, task: Task, tokenizer: Any, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int,
+        request: str = INSTRUCTION_INDUCTION,
     ) -> None:
         validation = task.split("validation")
         if not 0 <= num_demos <= len(validation):
@@ -61,6 +78,7 @@ class EpisodeSampler:
         self.num_demos = num_demos
         self.reward_batch_size = min(reward_batch_size, len(task.split("train")))
         self.max_meta_prompt_tokens = max_meta_prompt_tokens
+        self.request = check_request(request, self.request_fields, self.required_fields)
         self.add_special_tokens = not has_chat_template(tokenizer)
 
     def sample(self, rng: np.random.Generator) -> Episode:
@@ -70,13 +88,17 @@ class EpisodeSampler:
         batch = [train[i] for i in rng.choice(len(train), size=self.reward_batch_size, replace=False)]
         return self.episode(demos, batch)
 
-    def episode(self, demos: Sequence[Example], batch: Sequence[Example], request: str = INSTRUCTION_INDUCTION) -> Episode:
-        """Build the episode that shows ``demos`` (with the meta-prompt ``request``) and scores on ``batch``.
+    def episode(self, demos: Sequence[Example], batch: Sequence[Example], request: str | None = None) -> Episode:
+        """Build the episode that shows ``demos`` and scores on ``batch``.
+
+        ``request`` replaces the sampler's request template for this episode (fields ``{count}``
+        and ``{pairs}``).
 
         Raises:
             ValueError: The meta-prompt is longer than ``max_meta_prompt_tokens``.
         """
-        meta = build_meta_prompt([(d.input, self.task.answer(d)) for d in demos], self.tokenizer, request)
+        demo_pairs = [(d.input, self.task.answer(d)) for d in demos]
+        meta = build_meta_prompt(demo_pairs, self.tokenizer, self.request if request is None else request)
         ids = list(self.tokenizer.encode(meta, add_special_tokens=self.add_special_tokens))
         if len(ids) > self.max_meta_prompt_tokens:
             raise ValueError(

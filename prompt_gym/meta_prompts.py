@@ -19,6 +19,35 @@ INSTRUCTION_INDUCTION = (
 )
 """The default meta-prompt request (fields ``{count}`` and ``{pairs}``)."""
 
+REQUEST_FIELDS = ("count", "pairs")
+"""The fields a meta-prompt request may hold: the number of demonstrations (a word) and the demonstrations."""
+
+
+def check_request(request: object, fields: Sequence[str] = REQUEST_FIELDS, required: Sequence[str] = ("pairs",)) -> str:
+    """Check that ``request`` is a meta-prompt template this library can fill, and return it.
+
+    Args:
+        request: The template, e.g. :data:`INSTRUCTION_INDUCTION`.
+        fields: The ``{field}`` names it may use.
+        required: The fields it must use (the demonstrations must be shown somewhere).
+
+    Raises:
+        ValueError: ``request`` is not a string, lacks a required field, or uses another field.
+    """
+    allowed = ", ".join(f"{{{name}}}" for name in fields)
+    if not isinstance(request, str):
+        raise ValueError(f"A meta-prompt template must be a string with the fields {allowed}; got {type(request).__name__}.")
+    missing = [name for name in required if f"{{{name}}}" not in request]
+    if missing:
+        raise ValueError(f"The meta-prompt template has no {{{missing[0]}}} field; add it where the "
+                         f"{'demonstrations' if missing[0] == 'pairs' else missing[0]} should appear.")
+    try:
+        request.format(**{name: "" for name in fields})
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(f"The meta-prompt template can only use the fields {allowed} ({error!r}); "
+                         "write a literal brace as {{ or }}.") from None
+    return request
+
 
 def format_pairs(demos: Sequence[tuple[str, str]]) -> str:
     """Render demonstrations as ``Input: ...`` / ``Output: ...`` blocks separated by blank lines."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from prompt_gym.data import Example
 from prompt_gym.episode import Episode, EpisodeSampler
+from prompt_gym.meta_prompts import REQUEST_FIELDS
 from prompt_gym.scoring import Scorer
 
 TTE_REQUEST = (
@@ -44,14 +45,14 @@ class TTESampler(EpisodeSampler):
         request: The request template (``{count}``, ``{pairs}``, ``{current}``).
     """
 
+    request_fields = (*REQUEST_FIELDS, "current")
+    required_fields = ("pairs", "current")
+
     def __init__(
         self, task: Any, tokenizer: Any, num_demos: int, max_meta_prompt_tokens: int,
         request: str = TTE_REQUEST,
     ) -> None:
-        super().__init__(task, tokenizer, num_demos, 1, max_meta_prompt_tokens)
-        if "{current}" not in request:
-            raise ValueError("The test-time request must contain a {current} field for the input.")
-        self.request = request
+        super().__init__(task, tokenizer, num_demos, 1, max_meta_prompt_tokens, request=request)
 
     def sample(self, rng: np.random.Generator) -> Episode:
         """Draw one training input and demonstrations; the reward batch is that input alone."""

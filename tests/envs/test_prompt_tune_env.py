@@ -206,6 +206,39 @@ def test_tte_env_costs_one_evaluation_and_refuses_reward_batch_size():
         gym.make("PromptTune-TTE-SST2-v0", task="toy", reward_batch_size=1)
 
 
+def test_meta_prompt_template_is_what_the_agent_reads():
+    template = "Examples of a task ({count}):\n\n{pairs}\n\nWrite a short instruction for it."
+    env = gym.make("PromptTune-Toy-v0", action_mode="text", meta_prompt_template=template)
+    observation, _ = env.reset(seed=0)
+    default, _ = gym.make("PromptTune-Toy-v0", action_mode="text").reset(seed=0)
+    assert observation.startswith("Examples of a task (three):\n\nInput: ")
+    assert "Write a short instruction for it." in observation and "What was the instruction?" in default
+    assert observation.split("\n\n")[1] == default.split("\n\n")[1]  # the same demonstrations
+    vector_observations, _ = gym.make_vec("PromptTune-Toy-v0", num_envs=2, action_mode="text",
+                                          meta_prompt_template=template).reset(seed=0)
+    assert vector_observations[0] == observation
+    tte = gym.make("PromptTune-TTE-SST2-v0", task="toy", action_mode="text",
+                   meta_prompt_template="{pairs}\n\nNow this one: {current}\nInstruction:")
+    observation, _ = tte.reset(seed=0)
+    assert "Now this one: " in observation and "{current}" not in observation
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("Write an instruction.", r"no \{pairs\} field; add it where the demonstrations"),
+    ("{pairs} and {label}", r"only use the fields \{count\}, \{pairs\}.*KeyError\('label'\)"),
+    ("{pairs} in {braces", r"write a literal brace as \{\{"),
+    (42, "must be a string"),
+])
+def test_bad_meta_prompt_template_says_what_to_do(template, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make("PromptTune-Toy-v0", meta_prompt_template=template)
+
+
+def test_tte_meta_prompt_template_needs_the_current_input():
+    with pytest.raises(ValueError, match=r"no \{current\} field"):
+        gym.make("PromptTune-TTE-SST2-v0", task="toy", meta_prompt_template="{pairs}\nInstruction:")
+
+
 def test_vector_env_touches_no_private_member_of_the_single_env():
     """The vector env drives sub-envs through the public interface only (no friend-class coupling)."""
     import ast
