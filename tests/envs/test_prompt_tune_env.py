@@ -153,6 +153,20 @@ def test_sst2_env_on_real_model_and_data(real_lm):
     assert terminated and info["prompt"] == ""
 
 
+@pytest.mark.slow
+def test_meta_prompt_template_on_real_model_and_data(real_lm):
+    """A custom wording goes into the chat template's user turn; the episode is scored as before."""
+    template = "{pairs}\n\nIn one short sentence, describe the task above."
+    env = gym.make("PromptTune-SST2-v0", action_mode="text", target=real_lm, meta_prompt_template=template)
+    obs, info = env.reset(seed=0)
+    default, _ = gym.make("PromptTune-SST2-v0", action_mode="text", target=real_lm).reset(seed=0)
+    demos = default[default.index("Input: "):default.index("\n\nWhat was the instruction?")]
+    assert "<|im_start|>user\n" + demos + "\n\nIn one short sentence, describe the task above.<|im_end|>" in obs
+    assert obs.endswith("<|im_start|>assistant\n") and info["meta_prompt"] == obs
+    _, reward, terminated, _, info = env.step(env.unwrapped.task.manual_prompt)
+    assert terminated and reward == pytest.approx(30 * info["accuracy"] + info["gap"])
+
+
 def test_public_interface_the_vector_env_uses():
     """check_action, apply, reward_examples, observation: step is exactly apply + one judge call."""
     env = gym.make("PromptTune-Toy-v0").unwrapped
