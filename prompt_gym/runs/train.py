@@ -36,7 +36,8 @@ from prompt_gym.runs.pipeline import Run
 from prompt_gym.runs.plotting import plot_curves
 from prompt_gym.runs.settings import DEFAULT_AGENT, DEFAULT_ENV, SETTINGS_FILE, RunSettings, read_settings
 
-ENV_FLAGS = ("action_mode", "task", "max_prompt_tokens", "num_demos", "reward_batch_size", "test_split", "calibration")
+ENV_FLAGS = ("action_mode", "task", "max_prompt_tokens", "num_demos", "reward_batch_size", "test_split", "calibration",
+             "meta_prompt_template")
 """``train`` flags that are ``gym.make`` arguments (``RunSettings.env_kwargs``)."""
 RUN_FLAGS = ("env", "agent", "agent_model", "target_model", "num_envs", "save_every")
 """``train`` flags that are fields of :class:`RunSettings` (``--out``, ``--updates`` aside)."""
@@ -87,6 +88,8 @@ def add_train_parser(sub: argparse._SubParsersAction, agent: str = DEFAULT_AGENT
     env.add_argument("--test-split", help="which file serves as test (SST-2: validation=872, test=1821)")
     env.add_argument("--calibration", choices=("batch", "content-free"),
                      help="remove the target's class bias per prompt (changes the task; see docs/rewards.md)")
+    env.add_argument("--meta-prompt-template", help="the meta-prompt's wording: a string with a {pairs} field for the "
+                                                    "demonstrations and an optional {count} (default: the env's)")
     env.add_argument("--task", help="registered task to run the env on instead of its own (for example "
                                     "--env PromptTune-TTE-SST2-v0 --task mrpc: test-time editing on MRPC)")
     options = train.add_argument_group(f"agent ({agent}'s config; default: the config's)")

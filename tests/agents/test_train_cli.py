@@ -90,6 +90,15 @@ def test_preset_paper_then_flags_override():
         APPOConfig.from_preset("papr")
 
 
+def test_meta_prompt_template_flag_reaches_the_env(tiny_model_dir, tmp_path):
+    template = "Examples:\n\n{pairs}\n\nWrite the instruction."
+    args = build_parser().parse_args(["train", *ARGS, "--meta-prompt-template", template, "--out", "x", "--updates", "1"])
+    assert settings_from_args(args).env_kwargs["meta_prompt_template"] == template
+    with pytest.raises(ValueError, match=r"no \{pairs\} field"):
+        main(["train", *ARGS, "--agent-model", tiny_model_dir, "--meta-prompt-template", "Write the instruction.",
+              "--updates", "1", "--out", str(tmp_path / "bad")])
+
+
 @pytest.mark.parametrize("bad", [{"kl_coef": float("inf")}, {"learning_rate": float("nan")}, {"batch_size": 2.5},
                                  {"anchor_samples": True}])
 def test_appo_config_refuses_non_finite_numbers_and_non_integer_counts(bad):
