@@ -32,15 +32,16 @@ def check_request(request: object, fields: Sequence[str] = REQUEST_FIELDS, requi
         required: The fields it must use (the demonstrations must be shown somewhere).
 
     Raises:
-        ValueError: ``request`` is not a string, lacks a required field, or uses another field.
+        TypeError: ``request`` is not a string.
+        ValueError: It lacks a required field or uses another one.
     """
     allowed = ", ".join(f"{{{name}}}" for name in fields)
     if not isinstance(request, str):
-        raise ValueError(f"A meta-prompt template must be a string with the fields {allowed}; got {type(request).__name__}.")
-    missing = [name for name in required if f"{{{name}}}" not in request]
+        raise TypeError(f"A meta-prompt template must be a string with the fields {allowed}; got {type(request).__name__}.")
+    missing = [f"{{{name}}}" for name in required if f"{{{name}}}" not in request]
     if missing:
-        raise ValueError(f"The meta-prompt template has no {{{missing[0]}}} field; add it where the "
-                         f"{'demonstrations' if missing[0] == 'pairs' else missing[0]} should appear.")
+        raise ValueError(f"The meta-prompt template has no {' or '.join(missing)} field; add it where that text should "
+                         f"appear (fields: {allowed}; {{pairs}} is the demonstrations, {{count}} their number).")
     try:
         request.format(**{name: "" for name in fields})
     except (KeyError, IndexError, ValueError) as error:
