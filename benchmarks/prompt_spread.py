@@ -70,9 +70,8 @@ def main() -> None:
     env = gym.make(args.env, target=(model, tokenizer), tokenizer=tokenizer, action_mode="text",
                    data_seed=args.data_seed, num_demos=args.num_demos, max_prompt_tokens=args.max_prompt_tokens,
                    meta_prompt_template=META_PROMPTS[args.meta_prompt], calibration=args.calibration)
-    agent = APPOAgent(env, APPOConfig(seed=args.seed, device="cpu", max_prompt_tokens=args.max_prompt_tokens,
-                                           temperature=args.temperature),
-                      ModelConfig(), model=model, tokenizer=tokenizer)
+    config = APPOConfig(seed=args.seed, device="cpu", max_prompt_tokens=args.max_prompt_tokens, temperature=args.temperature)
+    agent = APPOAgent(env, config, ModelConfig(), model=model, tokenizer=tokenizer)
     start = time.perf_counter()
     prompts = [text for text, _ in agent.write_prompts(agent.validation_contexts(args.prompts))]
     written = time.perf_counter()
