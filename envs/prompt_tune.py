@@ -215,8 +215,8 @@ class PromptTuneEnv(gym.Env):
         self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int, meta_prompt_template: str | None
     ) -> EpisodeSampler:
         """Build the episode sampler (subclasses change what an episode shows and scores)."""
-        request = {} if meta_prompt_template is None else {"request": meta_prompt_template}
-        return EpisodeSampler(self.task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens, **request)
+        return EpisodeSampler(self.task, self.tokenizer, num_demos, reward_batch_size, max_meta_prompt_tokens,
+                              request=meta_prompt_template)
 
     @property
     def evaluations_per_episode(self) -> int:

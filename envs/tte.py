@@ -99,8 +99,7 @@ class TTEEnv(PromptTuneEnv):
     def _make_sampler(
         self, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int, meta_prompt_template: str | None
     ) -> EpisodeSampler:
-        request = {} if meta_prompt_template is None else {"request": meta_prompt_template}
-        return TTESampler(self.task, self.tokenizer, num_demos, max_meta_prompt_tokens, **request)
+        return TTESampler(self.task, self.tokenizer, num_demos, max_meta_prompt_tokens, request=meta_prompt_template)
 
     def _meta_prompt_charset(self) -> str:
         """Every character a meta-prompt can hold, now including the current input of any split."""

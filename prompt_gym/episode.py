@@ -52,12 +52,17 @@ class EpisodeSampler:
         num_demos: Demonstrations per meta-prompt (drawn from the validation split).
         reward_batch_size: Training examples each final prompt is scored on.
         max_meta_prompt_tokens: Longest allowed meta-prompt.
-        request: The meta-prompt's request template (fields ``{count}`` and ``{pairs}``).
+        request: The meta-prompt's request template (fields ``{count}`` and ``{pairs}``); ``None``:
+            :attr:`default_request`.
 
     Raises:
+        TypeError: ``request`` is not a string.
         ValueError: ``num_demos`` exceeds the validation split, ``reward_batch_size`` is not positive
             or ``request`` is not a template with a ``{pairs}`` field.
     """
+
+    default_request: str = INSTRUCTION_INDUCTION
+    """The request template used when none is given."""
 
     request_fields: tuple[str, ...] = REQUEST_FIELDS
     """The fields a request template may use."""
@@ -66,7 +71,7 @@ class EpisodeSampler:
 
     def __init__(
         self, task: Task, tokenizer: Any, num_demos: int, reward_batch_size: int, max_meta_prompt_tokens: int,
-        request: str = INSTRUCTION_INDUCTION,
+        request: str | None = None,
     ) -> None:
         validation = task.split("validation")
         if not 0 <= num_demos <= len(validation):
@@ -78,7 +83,8 @@ class EpisodeSampler:
         self.num_demos = num_demos
         self.reward_batch_size = min(reward_batch_size, len(task.split("train")))
         self.max_meta_prompt_tokens = max_meta_prompt_tokens
-        self.request = check_request(request, self.request_fields, self.required_fields)
+        self.request = check_request(self.default_request if request is None else request, self.request_fields,
+                                     self.required_fields)
         self.add_special_tokens = not has_chat_template(tokenizer)
 
     def sample(self, rng: np.random.Generator) -> Episode:

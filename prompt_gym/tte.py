@@ -42,15 +42,16 @@ class TTESampler(EpisodeSampler):
         tokenizer: The env (agent) tokenizer.
         num_demos: Demonstrations per meta-prompt (validation split).
         max_meta_prompt_tokens: Longest allowed meta-prompt.
-        request: The request template (``{count}``, ``{pairs}``, ``{current}``).
+        request: The request template (``{count}``, ``{pairs}``, ``{current}``); ``None``: :data:`TTE_REQUEST`.
     """
 
+    default_request = TTE_REQUEST
     request_fields = (*REQUEST_FIELDS, "current")
     required_fields = ("pairs", "current")
 
     def __init__(
         self, task: Any, tokenizer: Any, num_demos: int, max_meta_prompt_tokens: int,
-        request: str = TTE_REQUEST,
+        request: str | None = None,
     ) -> None:
         super().__init__(task, tokenizer, num_demos, 1, max_meta_prompt_tokens, request=request)
 
