@@ -13,7 +13,7 @@ import prompt_gym.runs.compare as comparison
 from prompt_gym.budget import BudgetedScorer, BudgetExhausted
 from prompt_gym.runs.cli import main
 from prompt_gym.runs.compare import CompareConfig, run_comparison, run_dir
-from prompt_gym.runs.report import curve_band
+from prompt_gym.runs.report import curve_band, paired_differences
 from prompt_gym.tasks import get_task
 
 TOY = "PromptTune-Toy-v0"
@@ -125,6 +125,14 @@ def test_bad_settings_fail_before_any_run(tmp_path):
         run_comparison(CompareConfig(TOY, ["manual"], 60, [1], tmp_path / "c"))
 
 
+def test_a_budget_that_cannot_pay_for_a_first_learning_step_fails_clearly(tmp_path):
+    # 60 passes the check before the run (selection 5 x 8 and one episode of 8), but random search
+    # scores its first batch of 4 prompts in one target call, which the 20 left cannot pay for
+    config = CompareConfig(TOY, ["random-search"], 60, [1], tmp_path / "cmp")
+    with pytest.raises(ValueError, match="the 20 left could not pay for its first learning step"):
+        run_comparison(config, log=lambda line: None)
+
+
 def test_cli_compare(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["compare", "--env", TOY, "--agents", "manual", "--budget", "20", "--seeds", "3,4",
@@ -132,6 +140,46 @@ def test_cli_compare(tmp_path, capsys):
     assert "| manual | 2 | 1.000 ± 0.000 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="Unknown agent 'nope'"):
         main(["compare", "--env", TOY, "--agents", "nope", "--budget", "20", "--out", str(out)])
+
+
+def test_paired_differences_subtract_the_baseline_seed_by_seed():
+    results = [{"agent": "random-search", "seed": 1, "test_accuracy": 0.70},
+               {"agent": "random-search", "seed": 2, "test_accuracy": 0.80},
+               {"agent": "appo", "seed": 1, "test_accuracy": 0.75},
+               {"agent": "appo", "seed": 2, "test_accuracy": 0.80},
+               {"agent": "appo", "seed": 3, "test_accuracy": 0.99},  # no random-search run to pair with
+               {"agent": "manual", "seed": 4, "test_accuracy": 0.60}]
+    (row,) = paired_differences(results, "random-search")
+    assert (row["agent"], row["seeds"], row["better"], row["worse"]) == ("appo", 2, 1, 0)
+    assert row["diff_mean"] == pytest.approx(0.025) and row["diff_std"] == pytest.approx(np.std([0.05, 0.0], ddof=1))
+    assert row["diff_sem"] == pytest.approx(row["diff_std"] / np.sqrt(2))
+    assert paired_differences(results, "ppo") == []
+
+
+def test_report_joins_comparisons_run_in_separate_folders(tmp_path, capsys):
+    for seed in (1, 2):
+        run_comparison(CompareConfig(TOY, ["manual", "random-search"], 120, [seed], tmp_path / f"seed-{seed}"),
+                       log=lambda line: None)
+    folders = [str(tmp_path / "seed-1"), str(tmp_path / "seed-2")]
+    capsys.readouterr()
+    assert main(["report", *folders, "--out", str(tmp_path / "joined")]) == 0
+    printed = capsys.readouterr().out
+    assert "| manual | 2 | 1.000 ± 0.000 |" in printed and "| random-search | 2 |" in printed
+    assert "| manual | 2 | " in printed.split("paired by seed")[1]  # manual minus random search, both seeds
+    assert (tmp_path / "joined" / "results.md").read_text() in printed
+    assert len((tmp_path / "joined" / "runs.csv").read_text().splitlines()) == 1 + 4
+
+    with pytest.raises(SystemExit, match="finished in both"):
+        main(["report", folders[0], folders[0]])
+    run_comparison(CompareConfig(TOY, ["manual"], 130, [3], tmp_path / "other-budget"), log=lambda line: None)
+    with pytest.raises(SystemExit, match="differs from .* in budget"):
+        main(["report", folders[0], str(tmp_path / "other-budget")])
+    run_comparison(CompareConfig(TOY, ["manual", "random-search"], 120, [3], tmp_path / "other-options",
+                                 agent_options={"random-search": {"final_samples": 1}}), log=lambda line: None)
+    with pytest.raises(SystemExit, match="random-search ran with other options"):
+        main(["report", folders[0], str(tmp_path / "other-options")])
+    with pytest.raises(SystemExit, match="holds no comparison"):
+        main(["report", str(tmp_path)])
 
 
 @pytest.mark.slow
@@ -144,3 +192,5 @@ def test_real_sst2_comparison_manual_and_random_search(real_data_dir, tmp_path, 
     assert manual["evaluations"] == 32 and manual["test_accuracy"] > 0.6  # the hand-written prompt works
     assert search["evaluations"] <= 64 and 0.0 <= search["test_accuracy"] <= 1.0
     assert (config.out / "learning_curves.png").is_file()
+    difference = manual["test_accuracy"] - search["test_accuracy"]
+    assert f"| manual | 1 | {difference:+.3f} ± 0.000 | 0.000 |" in (config.out / "results.md").read_text()

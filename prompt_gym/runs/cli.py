@@ -5,6 +5,7 @@ Subcommands:
     train   train any registered agent on an environment (checkpoints, resume, results.json; prompt_gym.runs.train)
     eval    test accuracy (or generation metric) of one or more prompts on an environment's task
     compare several agents on one env under one budget of target evaluations (prompt_gym.runs.compare_cli)
+    report  one table from several comparison folders run apart (prompt_gym.runs.report_cli)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prompt_gym.agents.registry import AGENTS
 from prompt_gym.checkpoint import save_json
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.runs.compare_cli import add_compare_parser
+from prompt_gym.runs.report_cli import add_report_parser
 from prompt_gym.runs.settings import DEFAULT_AGENT, DEFAULT_ENV, SETTINGS_FILE
 from prompt_gym.runs.train import add_train_parser
 
@@ -116,6 +118,7 @@ def build_parser(agent: str = DEFAULT_AGENT) -> argparse.ArgumentParser:
 
     add_train_parser(sub, agent)
     add_compare_parser(sub)
+    add_report_parser(sub)
     return parser
 
 

@@ -205,6 +205,32 @@ def _read_json(path: Path, fix: str) -> Any:
     return data
 
 
+def read_comparison(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The settings and the finished runs of a comparison folder (what ``prompt-gym report`` joins).
+
+    Args:
+        folder: A ``compare`` output folder.
+
+    Returns:
+        Its ``config.json`` and the ``result.json`` of every finished run, in the order of the
+        settings' agents and then by seed (runs still in progress are left out).
+
+    Raises:
+        ValueError: ``folder`` holds no comparison, or one of its files is unreadable.
+    """
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} holds no comparison (no config.json); give the --out folder of a "
+                         "`prompt-gym compare` run.")
+    config = _read_json(path, "restore it from the command that made the folder")
+    results = [_read_json(file, f"delete {file.parent} and rerun the comparison to redo that run")
+               for file in sorted(folder.glob("runs/*/seed-*/result.json"))]
+    order = {agent: index for index, agent in enumerate(config.get("agents", []))}
+    results.sort(key=lambda result: (order.get(result["agent"], len(order)), result["agent"], result["seed"]))
+    return config, results
+
+
 def _has_progress(out: Path) -> bool:
     """Whether a comparison folder holds a finished run or a checkpoint (work that other settings must not mix with)."""
     return any(out.glob("runs/*/*/result.json")) or any(out.glob("runs/*/*/checkpoints/step-*"))

@@ -171,7 +171,8 @@ class Run:
             test_cache: A JSON file caching test accuracies by prompt across runs.
 
         Raises:
-            ValueError: ``budget`` cannot pay for the selection and one training episode.
+            ValueError: ``budget`` cannot pay for the selection and one training episode, or what it
+                leaves after the selection cannot pay for the agent's first learning step.
         """
         agent, scorer, settings = self.agent, self.scorer, self.settings
         reserve = agent.selection_evaluations()
@@ -197,6 +198,11 @@ class Run:
         except BudgetExhausted:  # the training budget is spent: the normal end of a budgeted run
             stopped_by = "budget"
         self.logger.close()
+        if stopped_by == "budget" and agent.num_updates == 0:
+            raise ValueError(f"Budget {budget} is too small for {settings.agent!r} on {settings.env}: after the "
+                             f"{reserve} evaluations kept for its prompt selection, the {budget - reserve} left could "
+                             "not pay for its first learning step (several episodes scored in one target call); "
+                             "give a larger --budget.")
         scorer.limit = budget
         task, tte = self.unwrapped.task, isinstance(self.unwrapped.sampler, TTESampler)
         chosen = None if tte else agent.select_prompt()

@@ -4,6 +4,8 @@
   and (sample) std, validation accuracy of the selected prompt, evaluations used, wall time,
   updates, and APPO's promotions/rollbacks (summed over seeds); with a remote target also its
   requests, tokens, cache hits and errors (summed over seeds);
+* a second table in ``results.md``: each agent's test accuracy minus a baseline's (random search by
+  default), paired by seed, with its standard error and the seeds it wins and loses;
 * ``runs.csv``: one row per (agent, seed) with the selected prompt (and the remote target's counters);
 * ``learning_curves.png``: per agent, the best validation accuracy found so far against target
   evaluations, held constant between checks, averaged over seeds with a min-max band (drawn from
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ RUN_COLUMNS = ("agent", "seed", "test_accuracy", "val_accuracy", "evaluations", 
                "num_updates", "promotions", "rollbacks", "resumed_from_update", "prompt")
 USAGE_COUNTERS = ("requests", "tokens", "cache_hits", "errors")
 """A remote target's counters reported per run (``target_<name>`` columns) and summed per agent."""
+DEFAULT_BASELINE = "random-search"
+"""The agent ``results.md`` compares every other agent with, seed by seed."""
 
 
 def _group(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -54,6 +59,43 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "rollbacks": int(sum(rollbacks)) if rollbacks else None,
         } | _usage_sums(runs))
     return rows
+
+
+def paired_differences(results: Sequence[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Each other agent's test accuracy minus ``baseline``'s, on the seeds both ran.
+
+    A seed fixes the few-shot split and the agents' randomness, so differences taken seed by seed
+    remove the split's share of the spread; their standard error is what a claim "A beats B by x
+    points" needs.
+
+    Returns:
+        One row per agent that shares a seed with ``baseline`` (first-seen order): ``seeds`` paired,
+        ``diff_mean``, ``diff_std`` (sample std), ``diff_sem`` (standard error), and the seeds it
+        scored ``better`` and ``worse`` on (the rest are ties). Empty when ``baseline`` did not run.
+    """
+    groups = _group(results)
+    baseline_scores = {r["seed"]: r["test_accuracy"] for r in groups.get(baseline, [])}
+    rows = []
+    for agent, runs in groups.items():
+        differences = [r["test_accuracy"] - baseline_scores[r["seed"]] for r in runs if r["seed"] in baseline_scores]
+        if agent == baseline or not differences:
+            continue
+        std = _std(differences)
+        rows.append({"agent": agent, "seeds": len(differences), "diff_mean": float(np.mean(differences)),
+                     "diff_std": std, "diff_sem": std / math.sqrt(len(differences)),
+                     "better": sum(d > 0 for d in differences), "worse": sum(d < 0 for d in differences)})
+    return rows
+
+
+def paired_markdown_table(rows: Sequence[dict[str, Any]], baseline: str) -> str:
+    """The paired differences of :func:`paired_differences` as Markdown."""
+    lines = [
+        f"| agent | seeds paired | test acc. - {baseline} (mean ± std) | standard error | seeds better / worse |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {row['agent']} | {row['seeds']} | {row['diff_mean']:+.3f} ± {row['diff_std']:.3f} | "
+              f"{row['diff_sem']:.3f} | {row['better']} / {row['worse']} |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _usage_sums(runs: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -156,16 +198,37 @@ def plot_learning_curves(results: Sequence[dict[str, Any]], path: Path, budget: 
     return path
 
 
-def write_report(results: Sequence[dict[str, Any]], out: Path, budget: int, title: str = "") -> dict[str, Path]:
-    """Write ``results.md``, ``results.csv``, ``runs.csv`` and ``learning_curves.png`` into ``out``."""
+def report_markdown(results: Sequence[dict[str, Any]], budget: int, title: str = "",
+                    baseline: str = DEFAULT_BASELINE) -> str:
+    """``results.md``: the agent table, then (when ``baseline`` ran) the paired differences to it."""
+    header = f"# Algorithm comparison: {title}\n\n" if title else ""
+    note = ("Test accuracy of each run's prompt, selected on validation only; every run spends at most the "
+            "budget of target-LLM evaluations (selection included, test excluded).\n\n")
+    text = header + note + markdown_table(summarize(results), budget)
+    paired = paired_differences(results, baseline)
+    if paired:
+        text += (f"\nAgainst {baseline}, paired by seed (a seed is also the few-shot split; the standard error is "
+                 "the std over seeds divided by the square root of their number):\n\n"
+                 + paired_markdown_table(paired, baseline))
+    return text
+
+
+def write_report(results: Sequence[dict[str, Any]], out: Path, budget: int, title: str = "",
+                 baseline: str = DEFAULT_BASELINE) -> dict[str, Path]:
+    """Write ``results.md``, ``results.csv``, ``runs.csv`` and ``learning_curves.png`` into ``out``.
+
+    Args:
+        results: The runs' results (``result.json`` contents).
+        out: Output folder (must exist).
+        budget: The comparison's budget of target evaluations per run.
+        title: Heading of ``results.md`` and the plot.
+        baseline: The agent that ``results.md``'s paired table subtracts (skipped when it did not run).
+    """
     out = Path(out)
     rows = summarize(results)
     paths = {"markdown": out / "results.md", "csv": out / "results.csv", "runs": out / "runs.csv",
              "plot": out / "learning_curves.png"}
-    header = f"# Algorithm comparison: {title}\n\n" if title else ""
-    note = ("Test accuracy of each run's prompt, selected on validation only; every run spends at most the "
-            "budget of target-LLM evaluations (selection included, test excluded).\n\n")
-    paths["markdown"].write_text(header + note + markdown_table(rows, budget), encoding="utf-8")
+    paths["markdown"].write_text(report_markdown(results, budget, title, baseline), encoding="utf-8")
     columns = list(dict.fromkeys(key for row in rows for key in row)) or ["agent"]
     _write_csv(paths["csv"], rows, columns)
     remote = any(r.get("target_usage") for r in results)
