@@ -178,6 +178,8 @@ def test_report_joins_comparisons_run_in_separate_folders(tmp_path, capsys):
                                  agent_options={"random-search": {"final_samples": 1}}), log=lambda line: None)
     with pytest.raises(SystemExit, match="random-search ran with other options"):
         main(["report", folders[0], str(tmp_path / "other-options")])
+    assert main(["report", folders[0], str(tmp_path / "other-options"), "--agents", "manual"]) == 0
+    assert "| manual | 2 | 1.000 ± 0.000 |" in capsys.readouterr().out  # random search left out
     with pytest.raises(SystemExit, match="holds no comparison"):
         main(["report", str(tmp_path)])
 

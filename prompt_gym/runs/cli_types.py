@@ -43,3 +43,8 @@ def non_negative_float(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected a finite number of at least 0, got {text!r}")
     return value
+
+
+def comma_separated(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped (``"appo, ppo,"`` -> ``["appo", "ppo"]``)."""
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -6,7 +6,7 @@ import argparse
 
 from prompt_gym.agents.registry import AGENTS
 from prompt_gym.checkpoint import CheckpointError
-from prompt_gym.runs.cli_types import positive_int
+from prompt_gym.runs.cli_types import comma_separated, positive_int
 from prompt_gym.runs.compare import CompareConfig, run_comparison
 from prompt_gym.runs.flags import json_object
 from prompt_gym.runs.settings import DEFAULT_ENV
@@ -15,13 +15,9 @@ DEFAULT_SEEDS = (13, 21, 42)
 """LM-BFF's few-shot splits (each seed also picks the split, see ``--fixed-data``)."""
 
 
-def _csv(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def _seeds(text: str) -> list[int]:
     try:
-        seeds = [int(item) for item in _csv(text)]
+        seeds = [int(item) for item in comma_separated(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
     if not seeds:
@@ -32,7 +28,7 @@ def _seeds(text: str) -> list[int]:
 def _compare(args: argparse.Namespace) -> int:
     try:
         config = CompareConfig(
-            env_id=args.env, agents=_csv(args.agents), budget=args.budget, seeds=args.seeds, out=args.out,
+            env_id=args.env, agents=comma_separated(args.agents), budget=args.budget, seeds=args.seeds, out=args.out,
             agent_model=args.agent_model, agent_options=args.agent_options,
             env_kwargs=args.env_kwargs | ({"target": args.target} if args.target else {}),
             vary_data=not args.fixed_data,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prompt_gym.runs.cli_types import comma_separated
 from prompt_gym.runs.compare import read_comparison
 from prompt_gym.runs.report import DEFAULT_BASELINE, report_markdown, write_report
 
@@ -21,11 +22,14 @@ SHARED_SETTINGS = ("env_id", "budget", "agent_model", "env_kwargs", "vary_data")
 """``config.json`` fields that every joined comparison must share."""
 
 
-def join_comparisons(folders: Sequence[Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def join_comparisons(
+    folders: Sequence[Path], agents: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The shared settings and the finished runs of several comparison folders.
 
     Args:
         folders: ``compare`` output folders.
+        agents: Keep only these agents' runs (``None``: every agent).
 
     Returns:
         The settings of :data:`SHARED_SETTINGS` and every finished run, folder by folder.
@@ -47,6 +51,8 @@ def join_comparisons(folders: Sequence[Path]) -> tuple[dict[str, Any], list[dict
                              "same env, budget, models, env options and data seeding share a table.")
         shared = shared or settings
         for run in runs:
+            if agents is not None and run["agent"] not in agents:
+                continue
             key = (run["agent"], run["seed"])
             if key in where:
                 raise ValueError(f"{run['agent']} seed {run['seed']} finished in both {where[key]} and {folder}; "
@@ -63,7 +69,7 @@ def join_comparisons(folders: Sequence[Path]) -> tuple[dict[str, Any], list[dict
 
 def _report(args: argparse.Namespace) -> int:
     try:
-        settings, results = join_comparisons(args.folders)
+        settings, results = join_comparisons(args.folders, args.agents)
     except ValueError as error:
         raise SystemExit(f"prompt-gym report: {error}") from None
     if not results:
@@ -88,6 +94,8 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
                     "baseline paired by seed) and with --out also write results.csv, runs.csv and "
                     "learning_curves.png.")
     report.add_argument("folders", nargs="+", type=Path, help="comparison --out folders")
+    report.add_argument("--agents", type=comma_separated,
+                        help="comma-separated agents to keep (default: every agent found)")
     report.add_argument("--out", help="write the joined outputs into this folder (created if missing)")
     report.add_argument("--baseline", default=DEFAULT_BASELINE,
                         help=f"agent the paired table subtracts (default {DEFAULT_BASELINE})")
