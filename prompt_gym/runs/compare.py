@@ -34,7 +34,8 @@ Protocol (``prompt-gym compare`` and :func:`run_comparison`; each run is one
 
 Outputs: ``results.md`` and ``results.csv`` (mean and std of test accuracy over seeds, evaluations
 used, wall time, APPO promotions/rollbacks; with a remote target, its requests, tokens, cache hits and
-errors), ``runs.csv`` (one row per run) and
+errors; ``results.md`` also each agent minus random search, paired by seed), ``runs.csv`` (one row
+per run) and
 ``learning_curves.png`` (best validation accuracy so far against evaluations, mean and band
 over seeds), see :mod:`prompt_gym.runs.report`.
 """
