@@ -182,6 +182,12 @@ def test_report_joins_comparisons_run_in_separate_folders(tmp_path, capsys):
     assert "| manual | 2 | 1.000 ± 0.000 |" in capsys.readouterr().out  # random search left out
     with pytest.raises(SystemExit, match="holds no comparison"):
         main(["report", str(tmp_path)])
+    # a setting compare may record in the future is compared too, not only the ones known today
+    shutil.copytree(folders[1], tmp_path / "new-setting")
+    config_path = tmp_path / "new-setting" / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "scoring_dtype": "bfloat16"}))
+    with pytest.raises(SystemExit, match="differs from .* in scoring_dtype"):
+        main(["report", folders[0], str(tmp_path / "new-setting")])
 
 
 @pytest.mark.slow

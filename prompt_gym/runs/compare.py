@@ -164,6 +164,10 @@ def run_comparison(config: CompareConfig, log: Any = print) -> list[dict[str, An
     return results
 
 
+EXTENSIBLE_SETTINGS = ("agents", "seeds")
+"""``config.json`` fields a comparison folder may grow: more agents or seeds resume into the same folder."""
+
+
 def _describe(config: CompareConfig) -> dict[str, Any]:
     return {"env_id": config.env_id, "agents": config.agents, "budget": config.budget, "seeds": config.seeds,
             "agent_model": config.agent_model, "env_kwargs": config.env_kwargs,
@@ -182,7 +186,7 @@ def _check_out_folder(config: CompareConfig) -> None:
         config.out.mkdir(parents=True, exist_ok=True)
         return
     old, new = _read_json(path, "restore it, or use a new --out folder"), _describe(config)
-    changed = sorted(k for k in new if k not in ("agents", "seeds") and old.get(k) != new[k])
+    changed = sorted(k for k in new if k not in EXTENSIBLE_SETTINGS and old.get(k) != new[k])
     if changed and _has_progress(config.out):
         raise ValueError(f"{config.out} holds a comparison run with other settings ({', '.join(changed)} differ); "
                          "use another --out folder, or the original settings to resume.")

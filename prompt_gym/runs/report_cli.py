@@ -15,11 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from prompt_gym.runs.cli_types import comma_separated
-from prompt_gym.runs.compare import read_comparison
+from prompt_gym.runs.compare import EXTENSIBLE_SETTINGS, read_comparison
 from prompt_gym.runs.report import DEFAULT_BASELINE, report_markdown, write_report
 
-SHARED_SETTINGS = ("env_id", "budget", "agent_model", "env_kwargs", "vary_data")
-"""``config.json`` fields that every joined comparison must share."""
+PER_AGENT_SETTINGS = ("agent_options",)
+"""``config.json`` fields checked agent by agent: each agent must have run with one configuration."""
+
+
+def shared_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a comparison's ``config.json`` that every joined comparison must share.
+
+    Every field but the agents and seeds a folder ran (:data:`~prompt_gym.runs.compare.EXTENSIBLE_SETTINGS`)
+    and the agents' options (checked per agent), so a field that ``compare`` adds is checked too.
+    """
+    return {key: value for key, value in config.items()
+            if key not in EXTENSIBLE_SETTINGS and key not in PER_AGENT_SETTINGS}
 
 
 def join_comparisons(
@@ -32,7 +42,8 @@ def join_comparisons(
         agents: Keep only these agents' runs (``None``: every agent).
 
     Returns:
-        The settings of :data:`SHARED_SETTINGS` and every finished run, folder by folder.
+        The settings every folder shares (:func:`shared_settings`) and every finished run, folder by
+        folder.
 
     Raises:
         ValueError: A folder holds no comparison, the folders' settings differ, a run appears in two
@@ -44,8 +55,9 @@ def join_comparisons(
     options: dict[str, tuple[Path, Any]] = {}
     for folder in map(Path, folders):
         config, runs = read_comparison(folder)
-        settings = {key: config.get(key) for key in SHARED_SETTINGS}
-        differ = [key for key in SHARED_SETTINGS if shared and settings[key] != shared[key]]
+        settings = shared_settings(config)
+        differ = sorted(key for key in settings.keys() | shared.keys()
+                        if shared and settings.get(key) != shared.get(key))
         if differ:
             raise ValueError(f"{folder} differs from {folders[0]} in {', '.join(differ)}; only comparisons with the "
                              "same env, budget, models, env options and data seeding share a table.")
