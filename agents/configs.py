@@ -24,6 +24,10 @@ def require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+SELECT_BY = ("accuracy", "gap")
+"""Validation scores the final choice among the pooled prompts can rank by (``SelectionConfig.select_by``)."""
+
+
 @dataclass
 class SelectionConfig:
     """How an agent keeps and selects its best prompts (on the validation split only).
@@ -31,14 +35,20 @@ class SelectionConfig:
     Attributes:
         pool_size: Best prompts kept, by validation accuracy, deduplicated.
         final_samples: Extra prompts validated by ``select_prompt`` before the choice.
+        select_by: How ``select_prompt`` chooses among the kept prompts: ``"accuracy"`` (validation
+            accuracy, ties broken by the mean verbalizer gap) or ``"gap"`` (the mean verbalizer gap
+            on validation, ``p(correct) - max p(other)``, ties broken by accuracy): a continuous score,
+            less noisy than accuracy on a few dozen sentences (see :data:`SELECT_BY`).
     """
 
     pool_size: int = 5
     final_samples: int = 4
+    select_by: str = "accuracy"
 
     def __post_init__(self) -> None:
         require(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}.")
         require(self.final_samples >= 0, f"final_samples must be non-negative, got {self.final_samples}.")
+        require(self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}.")
 
 
 @dataclass

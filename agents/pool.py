@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prompt_gym.agents.configs import SELECT_BY
+
 
 class PromptPool:
     """Keeps the ``max_size`` prompts with the highest validation accuracy (ties: higher gap).
@@ -31,9 +33,24 @@ class PromptPool:
         self.entries.sort(key=lambda e: (-e["val_accuracy"], -e["val_gap"], e["update"]))
         del self.entries[self.max_size :]
 
-    def best(self) -> dict[str, Any] | None:
-        """The top entry, or ``None`` when the pool is empty."""
-        return self.entries[0] if self.entries else None
+    def best(self, by: str = "accuracy") -> dict[str, Any] | None:
+        """The best entry, or ``None`` when the pool is empty.
+
+        Args:
+            by: ``"accuracy"``: the top entry (highest validation accuracy, ties: higher gap);
+                ``"gap"``: the entry with the highest mean validation gap (ties: higher accuracy, then
+                the earlier found). The pool keeps its prompts by accuracy either way.
+
+        Raises:
+            ValueError: ``by`` is neither.
+        """
+        if by not in SELECT_BY:
+            raise ValueError(f"by must be one of {', '.join(SELECT_BY)}, got {by!r}.")
+        if not self.entries:
+            return None
+        if by == "gap":
+            return min(self.entries, key=lambda e: (-e["val_gap"], -e["val_accuracy"], e["update"]))
+        return self.entries[0]
 
     def to_list(self) -> list[dict[str, Any]]:
         """The entries, best first (JSON-ready)."""

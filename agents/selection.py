@@ -102,7 +102,7 @@ class SelectingAgent(Agent):
         """The (at most ``1 + final_samples``) prompts :meth:`select_prompt` validates before choosing."""
 
     def select_prompt(self) -> dict[str, Any]:
-        """Validate :meth:`selection_candidates`, then return the pool's best (chosen on validation only).
+        """Validate :meth:`selection_candidates`, then return the pool's best by ``config.select_by`` (validation only).
 
         Returns:
             The pool entry: ``prompt``, ``val_accuracy``, ``val_gap`` and the ``update`` it was found at.
@@ -113,7 +113,7 @@ class SelectingAgent(Agent):
         results = self.validate(self.selection_candidates())
         if self.log_selection and results:
             self.log_validation(mean_accuracy(results))
-        best = self.pool.best()
+        best = self.pool.best(self.config.select_by)
         if best is None:
             raise RuntimeError(f"{type(self).__name__} has no prompt yet: call learn() before select_prompt().")
         return dict(best)
