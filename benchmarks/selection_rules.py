@@ -2,9 +2,10 @@
 
 A run reports the first prompt of its pool, ranked on the 32 validation sentences of the seed's
 16-shot split (accuracy, then verbalizer gap), and prompts that tie there differ by 5 to 10 points
-on test ("Learning that shows" §7 and §18 in RESULTS.md). This script asks whether ranking on the
-split's 32 training sentences *and* its 32 validation sentences (64, all inside the protocol) would
-choose better. It reads pool records (``pool_test_accuracy.py --json``: each run's pooled prompts
+on test ("Learning that shows" §7 and §18 in RESULTS.md). This script asks whether two other rules, both
+inside the protocol, would choose better: ranking on the split's 32 training sentences *and* its 32
+validation sentences (64; "T"), or on the mean verbalizer gap on validation instead of accuracy
+(what ``select_by="gap"`` chooses; "G"). It reads pool records (``pool_test_accuracy.py --json``: each run's pooled prompts
 with their validation and test accuracy), rebuilds each run's environment from its comparison
 folder, and scores the pooled prompts on the split's training sentences and on ``--per-label``
 sentences per class of the task's full training file that are in none of the split's sets (drawn
@@ -34,6 +35,7 @@ import torch
 from compared_runs import append_record, comparison_config, rebuild_env
 from train_pool_probe import SPECS, unseen_training_examples
 
+from prompt_gym.agents.pool import PromptPool
 from prompt_gym.evaluation import evaluate_prompts
 from prompt_gym.models import DEFAULT_MODEL, load_causal_lm
 
@@ -74,20 +76,41 @@ def score_pool(record: dict[str, Any], folder: Path, per_label: int, model: Any,
             for entry, t, h in zip(record["prompts"], train, outside, strict=True)]
 
 
-def report(record: dict[str, Any], entries: list[dict[str, Any]]) -> tuple[float, bool]:
-    """Print one pool with each rule's choice; return T's held-out accuracy minus V's and whether T chose another.
+RULES = {"T": "first on training + validation accuracy", "G": "first on the validation gap (select_by='gap')"}
+"""The rules compared with the run's own pick ("V": first on validation accuracy, then gap)."""
 
-    V is the pool's first prompt, the one the run reports (a pool is kept ranked on validation
-    accuracy, then gap); T is the first on training + validation accuracy, then gap.
-    """
-    by_val, by_both = entries[0], ranked_first(entries, "train_val_accuracy")
+
+def choices(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each rule's choice among a pool's entries (kept in the pool's order: validation accuracy, then gap)."""
+    by_gap = PromptPool.from_list(entries, len(entries)).best("gap")
+    return {"V": entries[0], "T": ranked_first(entries, "train_val_accuracy"),
+            "G": next(entry for entry in entries if entry["prompt"].strip() == by_gap["prompt"])}
+
+
+def report(record: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Print one pool with each rule's choice (V: the prompt the run reports, and :data:`RULES`); return the choices."""
+    chosen = choices(entries)
     print(f"{record['folder']} {record['agent']} seed {record['seed']}:")
     for entry in entries:
-        marks = "".join(mark for mark, chosen in (("V", by_val), ("T", by_both)) if entry is chosen)
-        print(f"  {marks:2s} val {entry['val_accuracy']:.3f}  train {entry['train_accuracy']:.3f}  "
-              f"train+val {entry['train_val_accuracy']:.3f}  held-out {entry['held_out_accuracy']:.3f}  "
-              f"test {entry['test_accuracy']:.3f}  {entry['prompt'][:60]!r}")
-    return by_both["held_out_accuracy"] - by_val["held_out_accuracy"], by_both is not by_val
+        marks = "".join(mark for mark, choice in chosen.items() if entry is choice)
+        print(f"  {marks:3s} val {entry['val_accuracy']:.3f} (gap {entry['val_gap']:.3f})  "
+              f"train {entry['train_accuracy']:.3f}  train+val {entry['train_val_accuracy']:.3f}  "
+              f"held-out {entry['held_out_accuracy']:.3f}  "
+              f"test {entry['test_accuracy']:.3f}  {entry['prompt'][:50]!r}")
+    return chosen
+
+
+def print_rule_gains(pools: list[tuple[str, dict[str, dict[str, Any]]]]) -> None:
+    """Per rule, over all pools and per agent: its choice's held-out (and test) accuracy minus V's."""
+    for rule, meaning in RULES.items():
+        print(f"{rule} ({meaning}) against V:")
+        for agent in ["all", *sorted({agent for agent, _ in pools})]:
+            chosen = [choice for name, choice in pools if agent in ("all", name)]
+            held_out, test = ([choice[rule][key] - choice["V"][key] for choice in chosen]
+                              for key in ("held_out_accuracy", "test_accuracy"))
+            print(f"  {agent}: {len(chosen)} pools, another prompt in {sum(c[rule] is not c['V'] for c in chosen)}; "
+                  f"held-out {statistics.mean(held_out):+.4f} (better in {sum(d > 0 for d in held_out)}, worse in "
+                  f"{sum(d < 0 for d in held_out)}); test {statistics.mean(test):+.4f} (reporting only)")
 
 
 def main() -> None:
@@ -109,26 +132,21 @@ def main() -> None:
         raise SystemExit(f"No pool records in {', '.join(map(str, args.records))}"
                          + (f" whose folder contains {args.only!r}" if args.only else "") + ".")
     model = tokenizer = None
-    gains, pools = [], []
+    pools, chosen = [], []
     for record in records:
         if args.scored:
-            gains.append(report(record, record["prompts"]))
-            pools.append((record["agent"], record["prompts"]))
-            continue
-        folder = comparison_folder(record, args.logs)
-        if model is None:
-            model, tokenizer = load_causal_lm(comparison_config(folder).get("agent_model") or DEFAULT_MODEL)
-        entries = score_pool(record, folder, args.per_label, model, tokenizer)
-        gains.append(report(record, entries))
+            entries = record["prompts"]
+        else:
+            folder = comparison_folder(record, args.logs)
+            if model is None:
+                model, tokenizer = load_causal_lm(comparison_config(folder).get("agent_model") or DEFAULT_MODEL)
+            entries = score_pool(record, folder, args.per_label, model, tokenizer)
+            append_record(args.json, {key: record[key] for key in ("folder", "agent", "seed", "env_id", "target")}
+                          | {"calibration": record.get("calibration"), "script": "selection_rules",
+                             "per_label": args.per_label, "prompts": entries})
+        chosen.append((record["agent"], report(record, entries)))
         pools.append((record["agent"], entries))
-        append_record(args.json, {key: record[key] for key in ("folder", "agent", "seed", "env_id", "target")}
-                      | {"calibration": record.get("calibration"), "script": "selection_rules",
-                         "per_label": args.per_label, "prompts": entries})
-    differences = [difference for difference, _ in gains]
-    print(f"V: the run's pick (first on validation); T: first on training + validation. T chose another prompt in "
-          f"{sum(other for _, other in gains)} of {len(gains)} runs; held-out accuracy of T's choice minus V's: mean "
-          f"{statistics.mean(differences):+.4f} (better in {sum(d > 0 for d in differences)}, worse in "
-          f"{sum(d < 0 for d in differences)})")
+    print_rule_gains(chosen)
     print_selection_gain(pools)
 
 
