@@ -96,9 +96,9 @@ def test_configs_share_their_bases_and_keep_their_defaults():
         "max_grad_norm": None, "target_kl": None, "whiten_advantages": True, "temperature": 1.0,
         "max_prompt_tokens": None, "fixed_reference": False, "rollback": True, "reset_optimizer_on_rollback": True,
         "anchor_check_interval": 5, "anchor_samples": 8, "anchor_threshold": 0.05, "selection": "checks",
-        "screen_samples": 2, "pool_size": 5, "final_samples": 4}
+        "screen_samples": 2, "pool_size": 5, "final_samples": 4, "select_by": "accuracy"}
     shared = {"seed": 0, "device": "auto", "temperature": 1.0, "max_prompt_tokens": None, "eval_interval": 5,
-              "eval_samples": 2, "pool_size": 5, "final_samples": 4}
+              "eval_samples": 2, "pool_size": 5, "final_samples": 4, "select_by": "accuracy"}
     assert dataclasses.asdict(PGGroupConfig()) == shared | {
         "learning_rate": 1e-4, "group_size": 4, "groups_per_update": 1, "scale_by_std": True, "kl_coef": 0.05,
         "max_grad_norm": 1.0}
@@ -106,7 +106,7 @@ def test_configs_share_their_bases_and_keep_their_defaults():
     assert dataclasses.asdict(SB3Config()) == {
         "algo": "ppo", "seed": 0, "device": "cpu", "top_k": 256, "embedding_dim": 32, "recent": 4,
         "algo_kwargs": {"n_steps": 64, "learning_rate": 3e-4}, "net_arch": [64], "eval_interval": 5,
-        "eval_samples": 2, "pool_size": 5, "final_samples": 4}
+        "eval_samples": 2, "pool_size": 5, "final_samples": 4, "select_by": "accuracy"}
     with pytest.raises(ValueError, match="temperature must be positive"):
         APPOConfig(temperature=0)
     with pytest.raises(ValueError, match="eval_samples must be positive"):
