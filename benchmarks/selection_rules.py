@@ -100,6 +100,13 @@ def report(record: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, d
     return chosen
 
 
+def standard_error(differences: list[float]) -> str:
+    """`` ± s.e.`` of the mean of ``differences`` (empty for fewer than two)."""
+    if len(differences) < 2:
+        return ""
+    return f" ± {statistics.stdev(differences) / len(differences) ** 0.5:.4f}"
+
+
 def print_rule_gains(pools: list[tuple[str, dict[str, dict[str, Any]]]]) -> None:
     """Per rule, over all pools and per agent: its choice's held-out (and test) accuracy minus V's."""
     for rule, meaning in RULES.items():
@@ -109,8 +116,9 @@ def print_rule_gains(pools: list[tuple[str, dict[str, dict[str, Any]]]]) -> None
             held_out, test = ([choice[rule][key] - choice["V"][key] for choice in chosen]
                               for key in ("held_out_accuracy", "test_accuracy"))
             print(f"  {agent}: {len(chosen)} pools, another prompt in {sum(c[rule] is not c['V'] for c in chosen)}; "
-                  f"held-out {statistics.mean(held_out):+.4f} (better in {sum(d > 0 for d in held_out)}, worse in "
-                  f"{sum(d < 0 for d in held_out)}); test {statistics.mean(test):+.4f} (reporting only)")
+                  f"held-out {statistics.mean(held_out):+.4f}{standard_error(held_out)} "
+                  f"(better in {sum(d > 0 for d in held_out)}, worse in {sum(d < 0 for d in held_out)}); "
+                  f"test {statistics.mean(test):+.4f}{standard_error(test)} (reporting only)")
 
 
 def main() -> None:
