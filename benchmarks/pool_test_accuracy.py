@@ -3,8 +3,9 @@
 Reads the prompt pool (the prompts kept with their validation accuracy) of a ``prompt-gym compare``
 run's newest checkpoint, scores every pooled prompt on the test split, and prints validation next to
 test accuracy. The pool is ranked by validation (accuracy, then verbalizer gap); a run reports the
-first prompt of its final pool, which the updates after the newest checkpoint and the final
-selection can still change: the script says where the reported prompt stands in the pool it read.
+first prompt of its final pool (with ``select_by="gap"`` the one with the widest gap), which the
+updates after the newest checkpoint and the final selection can still change: the script says where
+the reported prompt stands in the pool it read.
 Works for APPO (``agent/pool.json``) and random search (the ``pool`` of ``agent/agent.json``).
 The target is the comparison's (``--target``), otherwise the agent model. ``--json FILE`` appends
 the scores as one JSON line (``headroom.py`` reads it).

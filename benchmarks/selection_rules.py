@@ -1,6 +1,6 @@
 """Would a final selection on more labelled sentences pick better among a run's pooled prompts? A diagnosis.
 
-A run reports the first prompt of its pool, ranked on the 32 validation sentences of the seed's
+By default a run reports the first prompt of its pool, ranked on the 32 validation sentences of the seed's
 16-shot split (accuracy, then verbalizer gap), and prompts that tie there differ by 5 to 10 points
 on test ("Learning that shows" §7 and §18 in RESULTS.md). This script asks whether two other rules, both
 inside the protocol, would choose better: ranking on the split's 32 training sentences *and* its 32
@@ -77,7 +77,8 @@ def score_pool(record: dict[str, Any], folder: Path, per_label: int, model: Any,
 
 
 RULES = {"T": "first on training + validation accuracy", "G": "first on the validation gap (select_by='gap')"}
-"""The rules compared with the run's own pick ("V": first on validation accuracy, then gap)."""
+"""The rules compared with "V", first on validation accuracy, then gap: the pick of a run with the default
+``select_by="accuracy"`` (a ``select_by="gap"`` run reports G's choice)."""
 
 
 def choices(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -88,7 +89,7 @@ def choices(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def report(record: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Print one pool with each rule's choice (V: the prompt the run reports, and :data:`RULES`); return the choices."""
+    """Print one pool with each rule's choice (V and :data:`RULES`); return the choices."""
     chosen = choices(entries)
     print(f"{record['folder']} {record['agent']} seed {record['seed']}:")
     for entry in entries:
